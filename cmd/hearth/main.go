@@ -1,0 +1,65 @@
+// Command hearth is the one Hearth binary: the node daemon and every CLI
+// subcommand. It only wires packages together.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	cradlecli "github.com/hearth-cloud/hearth/cradle/cli"
+)
+
+func main() {
+	os.Exit(Main(os.Args[1:]))
+}
+
+// Main runs the CLI and returns the process's exit code.
+func Main(args []string) int {
+	g := &cradlecli.Globals{}
+	root := &cobra.Command{
+		Use:           "hearth",
+		Short:         "Hearth: a self-hostable cloud where every pod is its own microVM",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(g.LogLevel)); err != nil {
+				return fmt.Errorf("invalid --log-level %q", g.LogLevel)
+			}
+			g.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			slog.SetDefault(g.Log)
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.DataDir, "data-dir", "/var/lib/hearth", "persistent state")
+	pf.StringVar(&g.RunDir, "run-dir", "/run/hearth", "sockets")
+	pf.StringVar(&g.LogLevel, "log-level", "info", "debug, info, warn or error")
+	root.AddCommand(cradlecli.Command(g))
+	root.SetArgs(args)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &cradlecli.StatusError{Code: 125, Err: fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
+	})
+
+	err := root.Execute()
+	var exit *cradlecli.ExitError
+	if errors.As(err, &exit) {
+		return exit.Code
+	}
+	if err == nil {
+		return 0
+	}
+	code := 1
+	var st *cradlecli.StatusError
+	if errors.As(err, &st) {
+		code = st.Code
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintf(os.Stderr, "hearth: %s\n", msg)
+	}
+	return code
+}

@@ -1,0 +1,221 @@
+package guest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"golang.org/x/sys/unix"
+
+	"github.com/hearth-cloud/hearth/cradle/spec"
+)
+
+// callError is an error with the protocol's classification.
+type callError struct {
+	kind spec.ErrorKind
+	msg  string
+}
+
+func (e *callError) Error() string { return e.msg }
+
+// YamuxConfig is the session configuration both ends of the control
+// channel use. Keepalives are off: an idle pod must not wake the host.
+func YamuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.EnableKeepAlive = false
+	c.LogOutput = io.Discard
+	c.ConnectionWriteTimeout = time.Minute
+	c.StreamCloseTimeout = time.Minute
+	return c
+}
+
+// openPort finds the virtio-serial port by name; without udev there is no
+// /dev/virtio-ports, so sysfs is the map.
+func openPort(name string) (*os.File, error) {
+	ents, err := filepath.Glob("/sys/class/virtio-ports/*/name")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ents {
+		b, err := os.ReadFile(p)
+		if err != nil || strings.TrimSpace(string(b)) != name {
+			continue
+		}
+		dev := "/dev/" + filepath.Base(filepath.Dir(p))
+		return os.OpenFile(dev, os.O_RDWR|unix.O_CLOEXEC, 0)
+	}
+	return nil, fmt.Errorf("no virtio-serial port named %s", name)
+}
+
+func (g *Guest) serve() error {
+	port, err := openPort(PortName)
+	if err != nil {
+		return err
+	}
+	g.log.Debug("control port open")
+	sess, err := yamux.Server(port, YamuxConfig())
+	if err != nil {
+		return fmt.Errorf("control session: %w", err)
+	}
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			return fmt.Errorf("control session: %w", err)
+		}
+		go g.handle(st)
+	}
+}
+
+func reply(st io.Writer, err error) error {
+	var resp spec.Response
+	if err != nil {
+		resp.Error = err.Error()
+		resp.Kind = spec.ErrInternal
+		var ce *callError
+		if errors.As(err, &ce) {
+			resp.Kind = ce.kind
+		}
+	}
+	return spec.WriteJSON(st, spec.FrameResponse, &resp)
+}
+
+func (g *Guest) handle(st net.Conn) {
+	defer st.Close()
+	var req spec.Request
+	if err := spec.ReadJSON(st, spec.FrameRequest, &req); err != nil {
+		return
+	}
+	g.log.Debug("call", "op", req.Op, "container", req.Container)
+	switch req.Op {
+	case spec.OpHello:
+		if req.Version != spec.ProtocolVersion {
+			reply(st, &callError{spec.ErrInvalid, fmt.Sprintf("guest speaks control protocol %d, host %d", spec.ProtocolVersion, req.Version)})
+			return
+		}
+		var uts unix.Utsname
+		unix.Uname(&uts)
+		spec.WriteJSON(st, spec.FrameResponse, &spec.Response{Info: &spec.GuestInfo{
+			Protocol:      spec.ProtocolVersion,
+			KernelRelease: unix.ByteSliceToString(uts.Release[:]),
+		}})
+
+	case spec.OpSetup:
+		if req.Launch == nil {
+			reply(st, &callError{spec.ErrInvalid, "setup without a launch spec"})
+			return
+		}
+		if err := req.Launch.Validate(); err != nil {
+			reply(st, &callError{spec.ErrInvalid, err.Error()})
+			return
+		}
+		reply(st, g.setup(req.Launch, req.Time))
+
+	case spec.OpStart:
+		c, err := g.container(req.Container)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		p, err := g.startContainer(c)
+		g.log.Debug("container forked", "container", c.spec.Name, "err", err)
+		if err != nil {
+			// A container that cannot start has exited. A command that
+			// cannot run is the process's exit, as with Docker; anything
+			// else fails the call.
+			es := spec.ExitStatus{Code: 125, Error: err.Error(), FinishedAt: time.Now()}
+			var ee *execError
+			if errors.As(err, &ee) {
+				es.Code, es.Error = ee.Code, ee.Msg
+				reply(st, nil)
+				spec.WriteJSON(st, spec.FrameExit, &es)
+			} else {
+				reply(st, err)
+			}
+			c.mu.Lock()
+			c.exit = es
+			c.mu.Unlock()
+			close(c.exited)
+			return
+		}
+		// Even when nobody reads the answer, the process runs and is served.
+		reply(st, nil)
+		p.serve(st, func(s spec.ExitStatus) {
+			if s.Signal == int(unix.SIGKILL) && oomKilled(c.cgroup) {
+				s.OOMKilled = true
+			}
+			c.mu.Lock()
+			c.exit = s
+			c.mu.Unlock()
+			close(c.exited)
+		})
+
+	case spec.OpExec:
+		c, err := g.container(req.Container)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		if req.Process == nil {
+			reply(st, &callError{spec.ErrInvalid, "exec without a process"})
+			return
+		}
+		if err := req.Process.Validate(); err != nil {
+			reply(st, &callError{spec.ErrInvalid, err.Error()})
+			return
+		}
+		p, err := g.execInContainer(c, *req.Process)
+		var ee *execError
+		if errors.As(err, &ee) {
+			// The exec was accepted but its command cannot run: report
+			// it as the process's exit, as Docker does.
+			reply(st, nil)
+			spec.WriteJSON(st, spec.FrameExit, &spec.ExitStatus{Code: ee.Code, Error: ee.Msg, FinishedAt: time.Now()})
+			return
+		}
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		if req.Size != nil && p.tty != nil {
+			setWinsize(p.tty, *req.Size)
+		}
+		reply(st, nil)
+		p.serve(st, nil)
+
+	case spec.OpSignal:
+		c, err := g.container(req.Container)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		c.mu.Lock()
+		pid := c.pid
+		c.mu.Unlock()
+		if pid == 0 || isClosed(c.exited) {
+			reply(st, &callError{spec.ErrConflict, fmt.Sprintf("container %s is not running", req.Container)})
+			return
+		}
+		if req.Signal <= 0 || req.Signal > 64 {
+			reply(st, &callError{spec.ErrInvalid, fmt.Sprintf("invalid signal %d", req.Signal)})
+			return
+		}
+		reply(st, unix.Kill(pid, unix.Signal(req.Signal)))
+
+	case spec.OpShutdown:
+		g.stopAll(time.Duration(req.Timeout))
+		g.unmountVolumes()
+		// The host takes QEMU's exit as the end of the call too, so the
+		// answer may or may not make it out before the VM is gone.
+		reply(st, nil)
+		powerOff()
+
+	default:
+		reply(st, &callError{spec.ErrInvalid, fmt.Sprintf("unknown call %q", req.Op)})
+	}
+}

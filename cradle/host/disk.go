@@ -1,0 +1,68 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/hearth-cloud/hearth/internal/errdefs"
+)
+
+// DefaultVolumeSize is the size of a block volume created without one.
+const DefaultVolumeSize = 1 << 30
+
+// EnsureBlockVolume makes the file at path a usable block volume: a file
+// that is missing or empty becomes a sparse file of size bytes holding a
+// fresh ext4 filesystem; a file with content is used as it is.
+//
+// A block volume is a sparse ext4 image rather than a shared directory
+// because the guest then owns the filesystem: fsync in the container is a
+// flush of the virtio disk, which QEMU turns into an fdatasync of the
+// file, and the size limit is the file's size, so a full volume gives
+// ENOSPC rather than eating the host's disk.
+func EnsureBlockVolume(path string, size int64) error {
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return errdefs.InvalidArgument("block volume %s is a directory", path)
+	case err == nil && fi.Size() > 0:
+		return nil
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("block volume %s: %w", path, err)
+	}
+	if size <= 0 {
+		size = DefaultVolumeSize
+	}
+	if size < 8<<20 {
+		return errdefs.InvalidArgument("block volume %s: size %d is below the 8MiB an ext4 filesystem needs", path, size)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("create block volume: %w", err)
+	}
+	err = f.Truncate(size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("size block volume: %w", err)
+	}
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		os.Remove(path)
+		return errdefs.FailedPrecondition("mkfs.ext4 not found: install e2fsprogs")
+	}
+	out, err := exec.Command(mkfs, "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", path).CombinedOutput()
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("format block volume %s: %w: %s", path, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package host
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/hearth-cloud/hearth/internal/atomicfile"
+)
+
+// Bridge is a host bridge that pods' taps join, with the gateway address
+// and, optionally, NAT to the host's network.
+type Bridge struct {
+	Name    string
+	Subnet  netip.Prefix
+	Gateway netip.Addr
+	NAT     bool
+}
+
+// DefaultBridge is where `hearth cradle run` puts pods that ask for no
+// network of their own: a private bridge with NAT to the host's network.
+var DefaultBridge = Bridge{
+	Name:    "hearth0",
+	Subnet:  netip.MustParsePrefix("10.88.0.0/16"),
+	Gateway: netip.MustParseAddr("10.88.0.1"),
+	NAT:     true,
+}
+
+// Ensure creates the bridge if it is missing, gives it the gateway address,
+// and installs NAT. It is idempotent and safe to run concurrently.
+func (b Bridge) Ensure() error {
+	link, err := netlink.LinkByName(b.Name)
+	if err == nil && link.Attrs().Flags&net.FlagUp != 0 {
+		// The bridge is brought up last, so an up bridge is a ready one:
+		// the common case costs one netlink call.
+		return nil
+	}
+	if err != nil {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Name}}
+		if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("create bridge %s: %w", b.Name, err)
+		}
+		if link, err = netlink.LinkByName(b.Name); err != nil {
+			return fmt.Errorf("bridge %s: %w", b.Name, err)
+		}
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: b.Gateway.AsSlice(), Mask: net.CIDRMask(b.Subnet.Bits(), 32)}}
+	if err := netlink.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("bridge %s: address %s: %w", b.Name, b.Gateway, err)
+	}
+	if b.NAT {
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
+			return fmt.Errorf("enable forwarding: %w", err)
+		}
+		if err := b.installNAT(); err != nil {
+			return err
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bridge %s: up: %w", b.Name, err)
+	}
+	return nil
+}
+
+// installNAT replaces the bridge's nftables table atomically: masquerade
+// traffic from the subnet that leaves through another interface.
+func (b Bridge) installNAT() error {
+	table := "hearth_" + strings.ReplaceAll(b.Name, "-", "_")
+	script := fmt.Sprintf(`table ip %[1]s
+delete table ip %[1]s
+table ip %[1]s {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr %[2]s oifname != "%[3]s" masquerade
+	}
+}
+`, table, b.Subnet, b.Name)
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		return fmt.Errorf("nft not found: install nftables (`apt-get install nftables`)")
+	}
+	cmd := exec.Command(nft, "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("install NAT for %s: %w: %s", b.Name, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// OpenTap creates a tap device that lives as long as a descriptor to it is
+// open: when QEMU (and everyone else holding it) exits, the kernel removes
+// the device, so a crash leaves no tap behind. vnet_hdr lets QEMU offload
+// checksums.
+func OpenTap(name string) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	var req struct {
+		name  [unix.IFNAMSIZ]byte
+		flags uint16
+		_     [22]byte
+	}
+	if len(name) >= unix.IFNAMSIZ {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tap name %q too long", name)
+	}
+	copy(req.name[:], name)
+	req.flags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETIFF, uintptr(unsafe.Pointer(&req))); errno != 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("create tap %s: %w", name, errno)
+	}
+	return os.NewFile(uintptr(fd), "tap:"+name), nil
+}
+
+// AttachTap puts a tap on a bridge and brings it up.
+func AttachTap(tap, bridge string) error {
+	l, err := netlink.LinkByName(tap)
+	if err != nil {
+		return fmt.Errorf("tap %s: %w", tap, err)
+	}
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", bridge, err)
+	}
+	if err := netlink.LinkSetMaster(l, br); err != nil {
+		return fmt.Errorf("attach %s to %s: %w", tap, bridge, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("tap %s up: %w", tap, err)
+	}
+	return nil
+}
+
+// TapName is the host tap of a pod's NIC i.
+func TapName(podID string, i int) string { return fmt.Sprintf("hth%s%d", podID[:11], i) }
+
+// MACFor derives a locally administered MAC from an IPv4 address, as
+// Docker does, so addresses and MACs never clash on a bridge.
+func MACFor(ip netip.Addr) string {
+	b := ip.As4()
+	return fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3])
+}
+
+// HostDNS returns the host's resolvers that a VM can reach: loopback
+// resolvers (systemd-resolved's 127.0.0.53) are of no use inside a VM, so
+// Docker's fallback takes their place.
+func HostDNS() []string {
+	var out []string
+	f, err := os.Open("/etc/resolv.conf")
+	if err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fs := strings.Fields(sc.Text())
+			if len(fs) >= 2 && fs[0] == "nameserver" {
+				if a, err := netip.ParseAddr(fs[1]); err == nil && !a.IsLoopback() && a.Is4() {
+					out = append(out, a.String())
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = []string{"8.8.8.8", "8.8.4.4"}
+	}
+	return out
+}
+
+// IPAM hands out addresses of a bridge's subnet to pods. Leases live in a
+// JSON file under a lock, so concurrent `cradle run`s never collide; leases
+// of pods whose directory is gone are reclaimed.
+type IPAM struct {
+	Path   string
+	Bridge Bridge
+	// Alive reports whether a pod still exists; a lease of a pod that does
+	// not is free.
+	Alive func(podID string) bool
+}
+
+// Allocate leases a free address to podID.
+func (m *IPAM) Allocate(podID string) (netip.Addr, error) {
+	var got netip.Addr
+	err := m.update(func(leases map[string]string) error {
+		used := map[netip.Addr]bool{}
+		for ip, id := range leases {
+			if id == podID {
+				got, _ = netip.ParseAddr(ip)
+				return nil
+			}
+			if m.Alive != nil && !m.Alive(id) {
+				delete(leases, ip)
+				continue
+			}
+			a, _ := netip.ParseAddr(ip)
+			used[a] = true
+		}
+		for a := m.Bridge.Subnet.Masked().Addr().Next(); m.Bridge.Subnet.Contains(a); a = a.Next() {
+			if a == m.Bridge.Gateway || used[a] {
+				continue
+			}
+			// Skip the broadcast address.
+			if !m.Bridge.Subnet.Contains(a.Next()) {
+				break
+			}
+			leases[a.String()] = podID
+			got = a
+			return nil
+		}
+		return fmt.Errorf("no free address in %s", m.Bridge.Subnet)
+	})
+	return got, err
+}
+
+// Release frees podID's leases.
+func (m *IPAM) Release(podID string) error {
+	return m.update(func(leases map[string]string) error {
+		for ip, id := range leases {
+			if id == podID {
+				delete(leases, ip)
+			}
+		}
+		return nil
+	})
+}
+
+func (m *IPAM) update(fn func(map[string]string) error) error {
+	if err := os.MkdirAll(filepath.Dir(m.Path), 0o755); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(m.Path+".lock", os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("ipam: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("ipam lock: %w", err)
+	}
+	leases := map[string]string{}
+	if b, err := os.ReadFile(m.Path); err == nil {
+		if err := json.Unmarshal(b, &leases); err != nil {
+			return fmt.Errorf("ipam: corrupt %s: %w", m.Path, err)
+		}
+	}
+	if err := fn(leases); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(leases, "", "  ")
+	return atomicfile.WriteFile(m.Path, b, 0o644)
+}

@@ -1,0 +1,289 @@
+package spec
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// ProtocolVersion is the version of the control protocol (docs/cradle-protocol.md).
+// The host sends it in OpHello; a guest that speaks another version refuses.
+const ProtocolVersion = 1
+
+// The control protocol carries one call per stream. The guest side is a
+// yamux session over a virtio-serial port (vsock where the host has it); the
+// supervisor side is one unix-socket connection per call. Either way a
+// stream is a sequence of frames:
+//
+//	kind    uint8
+//	length  uint32, big-endian
+//	payload [length]byte
+//
+// The caller sends FrameRequest, the callee answers FrameResponse, and
+// streaming calls (start, attach, exec, logs) go on with data frames until
+// FrameExit.
+
+// FrameKind tags a frame.
+type FrameKind uint8
+
+const (
+	FrameRequest  FrameKind = 1 // JSON Request
+	FrameResponse FrameKind = 2 // JSON Response
+	FrameStdin    FrameKind = 3 // caller → callee; an empty payload closes stdin
+	FrameStdout   FrameKind = 4
+	FrameStderr   FrameKind = 5
+	FrameExit     FrameKind = 6 // JSON ExitStatus; the last frame of a process stream
+	FrameResize   FrameKind = 7 // JSON WindowSize
+	FrameSignal   FrameKind = 8 // JSON Signal
+)
+
+// MaxFrame bounds a frame's payload, so a broken peer cannot make the other
+// side allocate without limit.
+const MaxFrame = 16 << 20
+
+// Op names a call.
+type Op string
+
+// Calls the guest init serves (the supervisor is its only client).
+const (
+	OpHello    Op = "hello"    // version check; answers GuestInfo
+	OpSetup    Op = "setup"    // Launch: network, disks, volumes, clock
+	OpStart    Op = "start"    // start Container; streams its stdio until FrameExit
+	OpExec     Op = "exec"     // run Process in Container; streams until FrameExit
+	OpSignal   Op = "signal"   // send Signal to Container's PID 1
+	OpShutdown Op = "shutdown" // stop every container within Timeout, sync, power off
+)
+
+// Calls the per-pod supervisor (shim) serves to the CLI and the node agent.
+const (
+	OpState  Op = "state"  // answers PodState
+	OpAttach Op = "attach" // live stdio of Container, stdin if Stdin; FrameExit at the end
+	OpLogs   Op = "logs"   // recorded output of Container; Follow keeps it open
+	OpWait   Op = "wait"   // answers PodState once the pod has exited
+	OpStop   Op = "stop"   // graceful stop: StopSignal, SIGKILL after Timeout
+	// OpStartPod starts every container of a pod created with autostart off.
+	OpStartPod Op = "start-pod"
+	// OpExec and OpSignal are forwarded to the guest.
+)
+
+// Request opens a call.
+type Request struct {
+	Op        Op       `json:"op"`
+	Version   int      `json:"version,omitempty"`
+	Container string   `json:"container,omitempty"`
+	Process   *Process `json:"process,omitempty"`
+	Launch    *Launch  `json:"launch,omitempty"`
+	// Time is the host's clock, to set the guest's (setup).
+	Time time.Time `json:"time,omitempty"`
+	// Signal to deliver (signal).
+	Signal int `json:"signal,omitempty"`
+	// Timeout before SIGKILL (stop, shutdown).
+	Timeout Duration `json:"timeout,omitempty"`
+	// Stdin asks an attach to forward FrameStdin to the process.
+	Stdin bool `json:"stdin,omitempty"`
+	// Owner marks the attach of a foreground `cradle run`: when it goes away
+	// before the pod has exited, the pod is stopped and removed.
+	Owner bool `json:"owner,omitempty"`
+	// Start asks an attach to start the pod once the client is attached
+	// (a foreground run: one call instead of two).
+	Start bool `json:"start,omitempty"`
+	// Follow keeps a logs call open for new output.
+	Follow bool `json:"follow,omitempty"`
+	// Size is the initial terminal size of an exec.
+	Size *WindowSize `json:"size,omitempty"`
+}
+
+// Response answers a Request. Error is empty on success.
+type Response struct {
+	Error string `json:"error,omitempty"`
+	// Kind classifies Error so clients can map it without matching text.
+	Kind  ErrorKind  `json:"kind,omitempty"`
+	Info  *GuestInfo `json:"info,omitempty"`
+	State *PodState  `json:"state,omitempty"`
+}
+
+// ErrorKind classifies a failed call.
+type ErrorKind string
+
+const (
+	ErrNotFound      ErrorKind = "not-found"
+	ErrInvalid       ErrorKind = "invalid"
+	ErrConflict      ErrorKind = "conflict"
+	ErrUnavailable   ErrorKind = "unavailable"
+	ErrNotExecutable ErrorKind = "not-executable"
+	ErrInternal      ErrorKind = "internal"
+)
+
+// GuestInfo describes the guest init.
+type GuestInfo struct {
+	Protocol      int    `json:"protocol"`
+	KernelRelease string `json:"kernelRelease"`
+}
+
+// WindowSize is a terminal size.
+type WindowSize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
+}
+
+// Signal is a signal number for FrameSignal.
+type Signal struct {
+	Signal int `json:"signal"`
+}
+
+// ExitStatus ends a process stream.
+type ExitStatus struct {
+	// Code is the exit code; 128+n for a process killed by signal n; 127
+	// when the command was not found and 126 when it could not be run.
+	Code int `json:"code"`
+	// Signal that killed the process, if any.
+	Signal int `json:"signal,omitempty"`
+	// Error says why the process never ran.
+	Error string `json:"error,omitempty"`
+	// OOMKilled is set when the VM ran out of memory and killed it.
+	OOMKilled  bool      `json:"oomKilled,omitempty"`
+	FinishedAt time.Time `json:"finishedAt"`
+}
+
+// Pod statuses.
+const (
+	StatusCreated = "created"
+	StatusRunning = "running"
+	StatusExited  = "exited"
+	// StatusDead is reported by readers for a pod whose supervisor is gone
+	// without recording an exit.
+	StatusDead = "dead"
+)
+
+// PodState is the supervisor's view of a pod; it is also state.json.
+type PodState struct {
+	ID         string           `json:"id"`
+	Name       string           `json:"name,omitempty"`
+	Status     string           `json:"status"`
+	Error      string           `json:"error,omitempty"`
+	ShimPID    int              `json:"shimPid,omitempty"`
+	VMPID      int              `json:"vmPid,omitempty"`
+	Accel      string           `json:"accel,omitempty"`
+	IP         string           `json:"ip,omitempty"`
+	Kernel     string           `json:"kernel,omitempty"`
+	CreatedAt  time.Time        `json:"createdAt"`
+	StartedAt  time.Time        `json:"startedAt,omitempty"`
+	FinishedAt time.Time        `json:"finishedAt,omitempty"`
+	Containers []ContainerState `json:"containers"`
+}
+
+// ContainerState is one container's part of PodState.
+type ContainerState struct {
+	Name      string      `json:"name"`
+	Status    string      `json:"status"`
+	Pid       int         `json:"pid,omitempty"`
+	StartedAt time.Time   `json:"startedAt,omitempty"`
+	Exit      *ExitStatus `json:"exit,omitempty"`
+}
+
+// Duration is a time.Duration that reads and writes as a Go duration string.
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ErrFrameTooLarge is returned for a frame longer than MaxFrame.
+var ErrFrameTooLarge = errors.New("control frame too large")
+
+// WriteFrame writes one frame. Callers that share a writer serialise calls.
+func WriteFrame(w io.Writer, kind FrameKind, payload []byte) error {
+	if len(payload) > MaxFrame {
+		return ErrFrameTooLarge
+	}
+	var hdr [5]byte
+	hdr[0] = byte(kind)
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(payload)))
+	// One write per frame keeps frames whole on stream transports.
+	buf := make([]byte, 0, len(hdr)+len(payload))
+	buf = append(append(buf, hdr[:]...), payload...)
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadFrame reads one frame.
+func ReadFrame(r io.Reader) (FrameKind, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > MaxFrame {
+		return 0, nil, ErrFrameTooLarge
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return FrameKind(hdr[0]), p, nil
+}
+
+// WriteJSON writes v as a frame of the given kind.
+func WriteJSON(w io.Writer, kind FrameKind, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return WriteFrame(w, kind, b)
+}
+
+// ReadJSON reads a frame that must be of the given kind into v.
+func ReadJSON(r io.Reader, kind FrameKind, v any) error {
+	k, p, err := ReadFrame(r)
+	if err != nil {
+		return err
+	}
+	if k != kind {
+		return fmt.Errorf("control protocol: got frame %d, want %d", k, kind)
+	}
+	if err := json.Unmarshal(p, v); err != nil {
+		return fmt.Errorf("control protocol: frame %d: %w", k, err)
+	}
+	return nil
+}
+
+// CallError is a failed call's Response as an error.
+type CallError struct {
+	Kind    ErrorKind
+	Message string
+}
+
+func (e *CallError) Error() string { return e.Message }
+
+// Call writes req and reads the Response. A Response with an Error comes back
+// as a *CallError.
+func Call(rw io.ReadWriter, req *Request) (*Response, error) {
+	if err := WriteJSON(rw, FrameRequest, req); err != nil {
+		return nil, fmt.Errorf("%s: send: %w", req.Op, err)
+	}
+	var resp Response
+	if err := ReadJSON(rw, FrameResponse, &resp); err != nil {
+		return nil, fmt.Errorf("%s: receive: %w", req.Op, err)
+	}
+	if resp.Error != "" {
+		return &resp, &CallError{Kind: resp.Kind, Message: resp.Error}
+	}
+	return &resp, nil
+}
