@@ -58,13 +58,23 @@ type StatusError struct {
 func (e *StatusError) Error() string { return e.Err.Error() }
 func (e *StatusError) Unwrap() error { return e.Err }
 
+// minArgs is cobra.MinimumNArgs with Docker's exit code for usage errors.
+func minArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.MinimumNArgs(n)(cmd, args); err != nil {
+			return &StatusError{125, fmt.Errorf("%w\nSee '%s --help'.", err, cmd.CommandPath())}
+		}
+		return nil
+	}
+}
+
 // Command returns `hearth cradle`.
 func Command(g *Globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "cradle",
 		Short: "Run and manage pods on this host, each in its own microVM",
 	}
-	c.AddCommand(runCmd(g), execCmd(g), lsCmd(g), stopCmd(g), killCmd(g), logsCmd(g), rmCmd(g), inspectCmd(g), shimCmd(g))
+	c.AddCommand(runCmd(g), launchCmd(g), execCmd(g), lsCmd(g), waitCmd(g), stopCmd(g), killCmd(g), logsCmd(g), rmCmd(g), inspectCmd(g), shimCmd(g))
 	return c
 }
 
@@ -85,7 +95,7 @@ func runCmd(g *Globals) *cobra.Command {
 		Short: "Run a command in a new pod",
 		Long: "Run IMAGE (a docker-archive tarball or an OCI image layout directory) in a new microVM.\n" +
 			"The command exits with the container's exit code.",
-		Args: cobra.MinimumNArgs(1),
+		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return run(cmd, g, &f, args[0], args[1:])
 		},
@@ -166,14 +176,6 @@ func buildLaunch(ctx context.Context, g *Globals, f *runFlags, cmd *cobra.Comman
 		ms = append(ms, m)
 	}
 
-	img, err := image.OpenPath(ref)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, errdefs.InvalidArgument("image %s: %v", ref, err)
-	}
 	o := image.Overrides{Cmd: args, Env: env, WorkingDir: f.workdir, User: f.user}
 	if cmd.Flags().Changed("entrypoint") {
 		o.Entrypoint = []string{}
@@ -181,45 +183,17 @@ func buildLaunch(ctx context.Context, g *Globals, f *runFlags, cmd *cobra.Comman
 			o.Entrypoint = []string{f.entrypoint}
 		}
 	}
-	proc, err := image.ResolveProcess(cf.Config, o)
+	b := newBuilder(g, l)
+	c, err := b.addContainer(ctx, "main", ref, o, f.tty, f.interactive)
 	if err != nil {
 		return nil, err
 	}
-	proc.Terminal = f.tty
-	proc.OpenStdin = f.interactive
-	host := l.Hostname
-	if host == "" {
-		host = l.ID[:12]
-	}
-	// Docker sets HOSTNAME, and TERM for a terminal, unless given.
-	extra := []string{"HOSTNAME=" + host}
-	if f.tty {
-		extra = append(extra, "TERM=xterm")
-	}
-	proc.Env = image.MergeEnv(extra, proc.Env)
-
-	layers, err := img.Layers()
-	if err != nil {
-		return nil, errdefs.InvalidArgument("image %s: %v", ref, err)
-	}
-	cache := &image.LayerCache{Dir: g.DataDir + "/layers"}
-	c := spec.Container{Name: "main", Process: proc, ReadonlyRootfs: f.readOnly, StopTimeout: &f.stopTimeout}
-	for _, ly := range layers {
-		p, err := cache.Prepare(ctx, ly)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", ref, err)
-		}
-		d, _ := ly.DiffID()
-		c.Layers = append(c.Layers, len(l.Layers))
-		l.Layers = append(l.Layers, spec.Layer{Digest: d.String(), Path: p})
-	}
+	c.ReadonlyRootfs = f.readOnly
+	c.StopTimeout = &f.stopTimeout
 	if l.Volumes, c.Mounts, err = volumes(ms); err != nil {
 		return nil, err
 	}
-	l.Containers = []spec.Container{c}
-	digest, _ := img.Digest()
-	l.Labels = map[string]string{"hearth.image": ref, "hearth.image.digest": digest.String()}
-	return l, nil
+	return b.finish(), nil
 }
 
 func run(cmd *cobra.Command, g *Globals, f *runFlags, ref string, args []string) error {

@@ -158,7 +158,12 @@ func (g *Guest) nsStart(c *container) (*proc, error) {
 	p := sio.finish()
 	p.pid, p.wait = pid, wait
 	p.drain = 2 * time.Second
-	p.startErr = readStatus(statR)
+	// Wait for the stub to exec (or fail): until then the container's
+	// mount namespace still shows the VM, and an exec must not join it.
+	st := readStatus(statR)
+	ch := make(chan *spec.ExitStatus, 1)
+	ch <- st
+	p.startErr = ch
 	p.log = g.log
 	return p, nil
 }
@@ -192,27 +197,22 @@ func resolveProcess(rootfs string, p spec.Process) (*stub.Config, error) {
 	return &stub.Config{Rootfs: rootfs, Cwd: cwd, Path: path, Args: p.Args, Env: env, UID: u.UID, GID: u.GID, Groups: u.Groups}, nil
 }
 
-// readStatus reads the stub's status pipe: nothing before EOF means the
-// exec succeeded; otherwise the stub wrote "CODE MESSAGE".
-func readStatus(f *os.File) <-chan *spec.ExitStatus {
-	ch := make(chan *spec.ExitStatus, 1)
-	go func() {
-		defer f.Close()
-		var b bytes.Buffer
-		b.ReadFrom(f)
-		if b.Len() == 0 {
-			ch <- nil
-			return
+// readStatus reads the stub's status pipe to EOF: nothing means the exec
+// succeeded; otherwise the stub wrote "CODE MESSAGE".
+func readStatus(f *os.File) *spec.ExitStatus {
+	defer f.Close()
+	var b bytes.Buffer
+	b.ReadFrom(f)
+	if b.Len() == 0 {
+		return nil
+	}
+	st := &spec.ExitStatus{Code: 126, Error: b.String()}
+	if code, msg, ok := strings.Cut(b.String(), " "); ok {
+		if n, err := strconv.Atoi(code); err == nil {
+			st.Code, st.Error = n, msg
 		}
-		st := &spec.ExitStatus{Code: 126, Error: b.String()}
-		if code, msg, ok := strings.Cut(b.String(), " "); ok {
-			if n, err := strconv.Atoi(code); err == nil {
-				st.Code, st.Error = n, msg
-			}
-		}
-		ch <- st
-	}()
-	return ch
+	}
+	return st
 }
 
 // buildRootfs assembles the container's root in the calling thread's

@@ -148,7 +148,11 @@ func boot() error {
 		}
 	}
 	// Let containers' cgroups account memory and processes.
-	os.WriteFile(cgroupRoot+"/cgroup.subtree_control", []byte("+memory +pids +cpu"), 0)
+	// One write per controller: a write naming one the kernel lacks fails
+	// as a whole.
+	for _, c := range []string{"+memory", "+pids", "+cpu"} {
+		os.WriteFile(cgroupRoot+"/cgroup.subtree_control", []byte(c), 0)
+	}
 	for _, d := range []string{runDir, runDir + "/c", runDir + "/layers", runDir + "/volumes"} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -175,12 +176,21 @@ func (p *proc) writeStdin(b []byte) {
 
 // serve streams a process over a control stream until it exits: output
 // frames out, stdin, resize and signal frames in, and FrameExit last.
-func (p *proc) serve(st io.ReadWriter, onExit func(spec.ExitStatus)) {
+func (p *proc) serve(st io.ReadWriter, onExit func(*spec.ExitStatus)) {
 	var wmu sync.Mutex
+	var hostGone atomic.Bool
 	send := func(kind spec.FrameKind, b []byte) error {
+		if hostGone.Load() {
+			return nil
+		}
 		wmu.Lock()
 		defer wmu.Unlock()
-		return spec.WriteFrame(st, kind, b)
+		err := spec.WriteFrame(st, kind, b)
+		if err != nil {
+			// Keep draining, so the process never blocks on a full pipe.
+			hostGone.Store(true)
+		}
+		return err
 	}
 
 	var out sync.WaitGroup
@@ -190,11 +200,7 @@ func (p *proc) serve(st io.ReadWriter, onExit func(spec.ExitStatus)) {
 		for {
 			n, err := f.Read(buf)
 			if n > 0 {
-				if send(kind, buf[:n]) != nil {
-					// The host went away; keep draining so the process
-					// never blocks on a full pipe.
-					send = func(spec.FrameKind, []byte) error { return nil }
-				}
+				send(kind, buf[:n])
 			}
 			if err != nil {
 				return
@@ -264,7 +270,7 @@ func (p *proc) serve(st io.ReadWriter, onExit func(spec.ExitStatus)) {
 		<-done
 	}
 	if onExit != nil {
-		onExit(st1)
+		onExit(&st1)
 	}
 	p.closeAll()
 	b, _ := json.Marshal(st1)

@@ -145,12 +145,12 @@ func (g *Guest) handle(st net.Conn) {
 		}
 		// Even when nobody reads the answer, the process runs and is served.
 		reply(st, nil)
-		p.serve(st, func(s spec.ExitStatus) {
+		p.serve(st, func(s *spec.ExitStatus) {
 			if s.Signal == int(unix.SIGKILL) && oomKilled(c.cgroup) {
 				s.OOMKilled = true
 			}
 			c.mu.Lock()
-			c.exit = s
+			c.exit = *s
 			c.mu.Unlock()
 			close(c.exited)
 		})

@@ -103,7 +103,7 @@ func ResolveUser(spec string, passwd, group io.Reader) (ExecUser, error) {
 	if entry != nil {
 		for _, g := range groups {
 			for _, m := range g.members {
-				if m == entry.name && g.gid != u.GID {
+				if m == entry.name {
 					u.Groups = append(u.Groups, g.gid)
 					break
 				}

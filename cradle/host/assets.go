@@ -1,8 +1,6 @@
 package host
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,12 +33,10 @@ func FindAssets() (Assets, error) {
 	if _, err := os.Stat(a.Initrd); err != nil {
 		return a, errdefs.FailedPrecondition("guest init not found at %s: build it with `make build`", a.Initrd)
 	}
-	q, err := exec.LookPath(envOr("HEARTH_QEMU", QEMUBinary))
+	name := envOr("HEARTH_QEMU", QEMUBinary)
+	q, err := exec.LookPath(name)
 	if err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			return a, errdefs.FailedPrecondition("%s not found: install it with `apt-get install qemu-system-x86` (or `make run`)", QEMUBinary)
-		}
-		return a, fmt.Errorf("find qemu: %w", err)
+		return a, errdefs.FailedPrecondition("%s not found: install qemu-system-x86 (`apt-get install qemu-system-x86`, or `make run`)", name)
 	}
 	a.QEMU = q
 	return a, nil

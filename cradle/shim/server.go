@@ -83,6 +83,7 @@ func (s *Shim) handle(conn net.Conn) {
 			respond(conn, callErr(spec.ErrConflict, "container %s is not running", c.name))
 			return
 		}
+		req.Container = c.name
 		_, err = s.call(&req)
 		respond(conn, err)
 

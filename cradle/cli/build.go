@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hearth-cloud/hearth/cradle/spec"
+	"github.com/hearth-cloud/hearth/image"
+	"github.com/hearth-cloud/hearth/internal/errdefs"
+)
+
+// builder assembles a launch spec from images: it opens each image,
+// prepares its layers once (a layer shared by two containers is one disk),
+// and resolves each container's process.
+type builder struct {
+	cache  *image.LayerCache
+	l      *spec.Launch
+	layers map[string]int // diff ID → index in l.Layers
+	images []string
+}
+
+func newBuilder(g *Globals, l *spec.Launch) *builder {
+	return &builder{cache: &image.LayerCache{Dir: g.DataDir + "/layers"}, l: l, layers: map[string]int{}}
+}
+
+// addContainer appends a container running image ref and returns it, for
+// the caller to complete.
+func (b *builder) addContainer(ctx context.Context, name, ref string, o image.Overrides, tty, stdin bool) (*spec.Container, error) {
+	img, err := image.OpenPath(ref)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, errdefs.InvalidArgument("image %s: %v", ref, err)
+	}
+	proc, err := image.ResolveProcess(cf.Config, o)
+	if err != nil {
+		return nil, err
+	}
+	proc.Terminal, proc.OpenStdin = tty, stdin
+	c := spec.Container{Name: name, Process: proc}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, errdefs.InvalidArgument("image %s: %v", ref, err)
+	}
+	for _, ly := range layers {
+		d, err := ly.DiffID()
+		if err != nil {
+			return nil, errdefs.InvalidArgument("image %s: %v", ref, err)
+		}
+		i, ok := b.layers[d.String()]
+		if !ok {
+			p, err := b.cache.Prepare(ctx, ly)
+			if err != nil {
+				return nil, fmt.Errorf("image %s: %w", ref, err)
+			}
+			i = len(b.l.Layers)
+			b.l.Layers = append(b.l.Layers, spec.Layer{Digest: d.String(), Path: p})
+			b.layers[d.String()] = i
+		}
+		c.Layers = append(c.Layers, i)
+	}
+	b.l.Containers = append(b.l.Containers, c)
+	if b.l.Labels == nil {
+		b.l.Labels = map[string]string{}
+	}
+	if len(b.images) == 0 {
+		digest, _ := img.Digest()
+		b.l.Labels["hearth.image"] = ref
+		b.l.Labels["hearth.image.digest"] = digest.String()
+	}
+	b.images = append(b.images, ref)
+	return &b.l.Containers[len(b.l.Containers)-1], nil
+}
+
+// finish completes the processes' environments as Docker does: HOSTNAME,
+// and TERM for a terminal, unless the image or user set them.
+func (b *builder) finish() *spec.Launch {
+	host := b.l.Hostname
+	if host == "" {
+		host = b.l.ID[:12]
+	}
+	for i := range b.l.Containers {
+		c := &b.l.Containers[i]
+		h := host
+		if c.Hostname != "" {
+			h = c.Hostname
+		}
+		extra := []string{"HOSTNAME=" + h}
+		if c.Process.Terminal {
+			extra = append(extra, "TERM=xterm")
+		}
+		c.Process.Env = image.MergeEnv(extra, c.Process.Env)
+	}
+	return b.l
+}
