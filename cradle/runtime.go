@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hearth-cloud/hearth/cradle/host"
 	"github.com/hearth-cloud/hearth/cradle/shim"
 	"github.com/hearth-cloud/hearth/cradle/spec"
@@ -272,6 +274,17 @@ func alive(pid int) bool {
 	return true
 }
 
+// waitExit waits for a process that is not our child to exit.
+func waitExit(pid int, timeout time.Duration) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // gone already
+	}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	unix.Poll(fds, int(timeout/time.Millisecond))
+}
+
 // List returns every pod, newest first.
 func (r *Runtime) List() ([]*Pod, error) {
 	ents, err := os.ReadDir(r.podsDir())
@@ -348,11 +361,9 @@ func (r *Runtime) Remove(p *Pod, force bool) error {
 		if err := r.Stop(p, 0); err != nil {
 			return fmt.Errorf("stop pod %s: %w", p.Launch.ID[:12], err)
 		}
-		// The supervisor is done once it has answered; wait for it to
+		// The supervisor answers just before it exits; wait for it to
 		// let go of the pod's files.
-		for i := 0; i < 100 && alive(p.State.ShimPID); i++ {
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitExit(p.State.ShimPID, 10*time.Second)
 	}
 	// A dead pod's QEMU went with its supervisor; its sockets did not.
 	os.Remove(p.Paths.Socket())

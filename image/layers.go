@@ -43,6 +43,13 @@ func (c *LayerCache) Path(diffID v1.Hash) string {
 	return filepath.Join(c.Dir, diffID.Algorithm, diffID.Hex+".erofs")
 }
 
+// Lookup returns the prepared layer with diffID, if there is one.
+func (c *LayerCache) Lookup(diffID v1.Hash) (string, bool) {
+	p := c.Path(diffID)
+	_, err := os.Stat(p)
+	return p, err == nil
+}
+
 // Prepare returns the EROFS image of a layer, building it when missing.
 // Concurrent callers for one layer build it once.
 func (c *LayerCache) Prepare(ctx context.Context, l v1.Layer) (string, error) {

@@ -40,20 +40,20 @@ func (b *builder) addContainer(ctx context.Context, name, ref string, o image.Ov
 	}
 	proc.Terminal, proc.OpenStdin = tty, stdin
 	c := spec.Container{Name: name, Process: proc}
-	layers, err := img.Layers()
-	if err != nil {
-		return nil, errdefs.InvalidArgument("image %s: %v", ref, err)
-	}
-	for _, ly := range layers {
-		d, err := ly.DiffID()
-		if err != nil {
-			return nil, errdefs.InvalidArgument("image %s: %v", ref, err)
-		}
+	// Layers go by the config's diff IDs: a cached layer is found without
+	// reading (or, for an archive, compressing) anything.
+	for _, d := range cf.RootFS.DiffIDs {
 		i, ok := b.layers[d.String()]
 		if !ok {
-			p, err := b.cache.Prepare(ctx, ly)
-			if err != nil {
-				return nil, fmt.Errorf("image %s: %w", ref, err)
+			p, cached := b.cache.Lookup(d)
+			if !cached {
+				ly, err := img.LayerByDiffID(d)
+				if err != nil {
+					return nil, errdefs.InvalidArgument("image %s: layer %s: %v", ref, d, err)
+				}
+				if p, err = b.cache.Prepare(ctx, ly); err != nil {
+					return nil, fmt.Errorf("image %s: %w", ref, err)
+				}
 			}
 			i = len(b.l.Layers)
 			b.l.Layers = append(b.l.Layers, spec.Layer{Digest: d.String(), Path: p})
@@ -66,9 +66,9 @@ func (b *builder) addContainer(ctx context.Context, name, ref string, o image.Ov
 		b.l.Labels = map[string]string{}
 	}
 	if len(b.images) == 0 {
-		digest, _ := img.Digest()
+		id, _ := img.ConfigName()
 		b.l.Labels["hearth.image"] = ref
-		b.l.Labels["hearth.image.digest"] = digest.String()
+		b.l.Labels["hearth.image.id"] = id.String()
 	}
 	b.images = append(b.images, ref)
 	return &b.l.Containers[len(b.l.Containers)-1], nil

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -74,7 +75,7 @@ func Command(g *Globals) *cobra.Command {
 		Use:   "cradle",
 		Short: "Run and manage pods on this host, each in its own microVM",
 	}
-	c.AddCommand(runCmd(g), launchCmd(g), execCmd(g), lsCmd(g), waitCmd(g), stopCmd(g), killCmd(g), logsCmd(g), rmCmd(g), inspectCmd(g), shimCmd(g))
+	c.AddCommand(runCmd(g), launchCmd(g), execCmd(g), lsCmd(g), waitCmd(g), stopCmd(g), killCmd(g), logsCmd(g), rmCmd(g), inspectCmd(g), accelCmd(g), shimCmd(g))
 	return c
 }
 
@@ -599,6 +600,29 @@ func eachPod(g *Globals, cmd *cobra.Command, refs []string, fn func(*cradle.Pod)
 		fmt.Fprintln(cmd.OutOrStdout(), ref)
 	}
 	return failed
+}
+
+func accelCmd(g *Globals) *cobra.Command {
+	var want string
+	c := &cobra.Command{
+		Use:   "accel",
+		Short: "Print the accelerator pods use on this host (kvm or tcg)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := host.FindAssets()
+			if err != nil {
+				return err
+			}
+			accel, err := host.ResolveAccel(cmd.Context(), want, a, filepath.Join(g.DataDir, "cradle"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), accel)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&want, "accel", "auto", "accelerator to check: auto, kvm or tcg")
+	return c
 }
 
 func shimCmd(g *Globals) *cobra.Command {

@@ -391,7 +391,10 @@ func (g *Guest) stopAll(timeout time.Duration) {
 		}
 	}
 	for _, c := range cs {
-		if !c.started {
+		c.mu.Lock()
+		started := c.started
+		c.mu.Unlock()
+		if !started {
 			continue
 		}
 		select {

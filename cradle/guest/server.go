@@ -124,6 +124,12 @@ func (g *Guest) handle(st net.Conn) {
 		}
 		p, err := g.startContainer(c)
 		g.log.Debug("container forked", "container", c.spec.Name, "err", err)
+		var ce *callError
+		if errors.As(err, &ce) && ce.kind == spec.ErrConflict {
+			// Already started: nothing about it changes.
+			reply(st, err)
+			return
+		}
 		if err != nil {
 			// A container that cannot start has exited. A command that
 			// cannot run is the process's exit, as with Docker; anything
