@@ -159,11 +159,9 @@ const (
 // keeps owners and creates device nodes.
 func Unpack(r io.Reader, dir string) error {
 	tr := tar.NewReader(r)
-	type dirTime struct {
-		path  string
-		mtime time.Time
-	}
-	var dirTimes []dirTime
+	// Directory times are set last (creating entries inside changes
+	// them); the last entry for a path wins.
+	dirTimes := map[string]time.Time{}
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -186,7 +184,7 @@ func Unpack(r io.Reader, dir string) error {
 				if err := applyMeta(dir, hdr); err != nil {
 					return err
 				}
-				dirTimes = append(dirTimes, dirTime{dir, hdr.ModTime})
+				dirTimes[dir] = hdr.ModTime
 			}
 			continue
 		}
@@ -197,7 +195,11 @@ func Unpack(r io.Reader, dir string) error {
 			continue
 		}
 		if strings.HasPrefix(base, whiteoutPrefix) {
-			target := filepath.Join(parent, strings.TrimPrefix(base, whiteoutPrefix))
+			victim := strings.TrimPrefix(base, whiteoutPrefix)
+			if victim == "" || victim == "." || victim == ".." {
+				return fmt.Errorf("%s: invalid whiteout", hdr.Name)
+			}
+			target := filepath.Join(parent, victim)
 			if err := os.RemoveAll(target); err != nil {
 				return err
 			}
@@ -213,13 +215,18 @@ func Unpack(r io.Reader, dir string) error {
 			if err := os.RemoveAll(target); err != nil {
 				return err
 			}
+			for p := range dirTimes {
+				if p == target || strings.HasPrefix(p, target+"/") {
+					delete(dirTimes, p)
+				}
+			}
 		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 				return fmt.Errorf("%s: %w", hdr.Name, err)
 			}
-			dirTimes = append(dirTimes, dirTime{target, hdr.ModTime})
+			dirTimes[target] = hdr.ModTime
 		case tar.TypeReg, tar.TypeRegA:
 			f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 			if err != nil {
@@ -270,9 +277,8 @@ func Unpack(r io.Reader, dir string) error {
 			return err
 		}
 	}
-	// Directory times last: creating entries inside changed them.
-	for i := len(dirTimes) - 1; i >= 0; i-- {
-		setTimes(dirTimes[i].path, dirTimes[i].mtime)
+	for p, t := range dirTimes {
+		setTimes(p, t)
 	}
 	return nil
 }

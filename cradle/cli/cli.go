@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -492,9 +493,7 @@ func killCmd(g *Globals) *cobra.Command {
 
 // ParseSignal accepts KILL, SIGKILL, kill or 9.
 func ParseSignal(s string) (syscall.Signal, error) {
-	if n, err := fmt.Sscanf(s, "%d", new(int)); err == nil && n == 1 {
-		var v int
-		fmt.Sscanf(s, "%d", &v)
+	if v, err := strconv.Atoi(s); err == nil {
 		if v <= 0 || v > 64 {
 			return 0, errdefs.InvalidArgument("invalid signal: %s", s)
 		}

@@ -105,7 +105,7 @@ func ParseCPUs(s string, host int) (int, error) {
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, errdefs.InvalidArgument("invalid argument %q for \"--cpus\" flag: failed to parse %s as a rational number", s, s)
 	}
-	if f <= 0 || f > float64(host) {
+	if f < 0.01 || f > float64(host) {
 		return 0, errdefs.InvalidArgument("range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", host, host)
 	}
 	n := int(math.Ceil(f))

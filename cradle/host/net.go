@@ -145,8 +145,9 @@ func AttachTap(tap, bridge string) error {
 	return nil
 }
 
-// TapName is the host tap of a pod's NIC i.
-func TapName(podID string, i int) string { return fmt.Sprintf("hth%s%d", podID[:11], i) }
+// TapName is the host tap of a pod's NIC i (i < spec.MaxInterfaces): 15
+// bytes, the kernel's limit.
+func TapName(podID string, i int) string { return fmt.Sprintf("hth%s%x", podID[:11], i) }
 
 // MACFor derives a locally administered MAC from an IPv4 address, as
 // Docker does, so addresses and MACs never clash on a bridge.

@@ -173,9 +173,26 @@ var (
 	nameRE      = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 	volumeRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,15}$`)
 	macRE       = regexp.MustCompile(`^([0-9a-f]{2}:){5}[0-9a-f]{2}$`)
-	hostnameRE  = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$`)
+	labelRE     = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
 	ifaceNameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,14}$`)
 )
+
+// validHostname checks RFC 1123: dot-separated labels of letters, digits
+// and inner hyphens, 64 bytes at most (the kernel's limit).
+func validHostname(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if !labelRE.MatchString(label) {
+			return false
+		}
+	}
+	return true
+}
+
+// MaxInterfaces bounds a pod's NICs (and keeps tap names within IFNAMSIZ).
+const MaxInterfaces = 16
 
 // ValidName reports whether s is acceptable as a pod or container name.
 func ValidName(s string) bool { return len(s) <= 128 && nameRE.MatchString(s) }
@@ -192,7 +209,7 @@ func (l *Launch) Validate() error {
 	if l.Name != "" && !ValidName(l.Name) {
 		return fmt.Errorf("invalid pod name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", l.Name)
 	}
-	if l.Hostname != "" && !hostnameRE.MatchString(l.Hostname) {
+	if l.Hostname != "" && !validHostname(l.Hostname) {
 		return fmt.Errorf("invalid hostname %q", l.Hostname)
 	}
 	if l.Resources.CPUs < 1 || l.Resources.CPUs > MaxCPUs {
@@ -259,7 +276,7 @@ func (l *Launch) Validate() error {
 		if c.StopTimeout != nil && *c.StopTimeout < 0 {
 			return fmt.Errorf("container %q: negative stop timeout", c.Name)
 		}
-		if c.Hostname != "" && !hostnameRE.MatchString(c.Hostname) {
+		if c.Hostname != "" && !validHostname(c.Hostname) {
 			return fmt.Errorf("container %q: invalid hostname %q", c.Name, c.Hostname)
 		}
 		if err := c.Process.Validate(); err != nil {
@@ -291,6 +308,16 @@ func (p *Process) Validate() error {
 	if len(p.Args) == 0 || p.Args[0] == "" {
 		return fmt.Errorf("no command given")
 	}
+	// NUL ends a string for the kernel; let none through to where a
+	// program would cut at it.
+	for _, a := range p.Args {
+		if strings.ContainsRune(a, 0) {
+			return fmt.Errorf("invalid argument %q: contains a NUL byte", a)
+		}
+	}
+	if strings.ContainsRune(p.Cwd, 0) || strings.ContainsRune(p.User, 0) {
+		return fmt.Errorf("working directory or user contains a NUL byte")
+	}
 	if p.Cwd != "" && !path.IsAbs(p.Cwd) {
 		return fmt.Errorf("working directory %q is not an absolute path", p.Cwd)
 	}
@@ -305,6 +332,9 @@ func (p *Process) Validate() error {
 func (n *Network) validate() error {
 	if n == nil {
 		return nil
+	}
+	if len(n.Interfaces) > MaxInterfaces {
+		return fmt.Errorf("%d interfaces: at most %d", len(n.Interfaces), MaxInterfaces)
 	}
 	seen := map[string]bool{}
 	for i, ifc := range n.Interfaces {

@@ -91,9 +91,8 @@ func TestTTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ptmx.Close()
-	var out bytes.Buffer
-	outc := make(chan struct{})
-	go func() { io.Copy(&out, ptmx); close(outc) }()
+	var out syncBuffer
+	go io.Copy(&out, ptmx)
 	waitFor := func(s string) {
 		t.Helper()
 		eventually(t, 2*time.Minute, "terminal output "+s, func() bool { return strings.Contains(out.String(), s) })
@@ -106,9 +105,12 @@ func TestTTY(t *testing.T) {
 	}
 	// A window change reaches the container's terminal.
 	pty.Setsize(ptmx, &pty.Winsize{Rows: 25, Cols: 81})
-	time.Sleep(200 * time.Millisecond)
-	ptmx.Write([]byte("stty size\r"))
-	waitFor("25 81")
+	// SIGWINCH reaches the CLI asynchronously: ask until the new size shows.
+	eventually(t, time.Minute, "the new window size", func() bool {
+		ptmx.Write([]byte("stty size\r"))
+		time.Sleep(300 * time.Millisecond)
+		return strings.Contains(out.String(), "25 81")
+	})
 	// ^C is the terminal's: it interrupts the foreground job, not the pod.
 	ptmx.Write([]byte("sleep 30\r"))
 	time.Sleep(500 * time.Millisecond)

@@ -40,7 +40,7 @@ type Config struct {
 }
 
 // Encode serialises c: NUL-terminated fields, lists prefixed by their
-// length.
+// length. Strings must hold no NUL (spec.Process.Validate sees to it).
 func Encode(c *Config) []byte {
 	var b []byte
 	str := func(s string) { b = append(append(b, s...), 0) }
@@ -117,6 +117,9 @@ func Decode(b []byte) (*Config, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if len(b) != 0 {
+		return nil, errCorrupt
 	}
 	return c, nil
 }
