@@ -45,6 +45,9 @@ type container struct {
 // start creates the container's namespaces and rootfs and starts its
 // process.
 func (g *Guest) startContainer(c *container) (*proc, error) {
+	if g.shuttingDown() {
+		return nil, &callError{spec.ErrConflict, "pod is shutting down"}
+	}
 	c.mu.Lock()
 	if c.started {
 		c.mu.Unlock()
@@ -53,26 +56,34 @@ func (g *Guest) startContainer(c *container) (*proc, error) {
 	c.started = true
 	c.mu.Unlock()
 
+	p, err := onOwnThread(func() (*proc, error) { return g.nsStart(c) })
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.pid = p.pid
+	c.mu.Unlock()
+	return p, nil
+}
+
+// onOwnThread runs fn on an OS thread of its own that ends with it: fn
+// changes the thread's namespaces, and no other goroutine may ever run
+// on that thread afterwards.
+func onOwnThread(fn func() (*proc, error)) (*proc, error) {
 	type result struct {
 		p   *proc
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		// Never unlocked: the thread's namespaces are the container's, so
-		// the thread must end with this goroutine.
+		// Never unlocked: a goroutine that exits locked takes its thread
+		// along.
 		runtime.LockOSThread()
-		p, err := g.nsStart(c)
+		p, err := fn()
 		ch <- result{p, err}
 	}()
 	r := <-ch
-	if r.err != nil {
-		return nil, r.err
-	}
-	c.mu.Lock()
-	c.pid = r.p.pid
-	c.mu.Unlock()
-	return r.p, nil
+	return r.p, r.err
 }
 
 func (g *Guest) nsStart(c *container) (*proc, error) {

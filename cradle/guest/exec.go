@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -35,22 +34,10 @@ func (g *Guest) execInContainer(c *container, p spec.Process) (*proc, error) {
 	pid, cg := c.pid, c.cgroup
 	running := c.started && c.pid != 0 && !isClosed(c.exited)
 	c.mu.Unlock()
-	if !running {
+	if !running || g.shuttingDown() {
 		return nil, &callError{spec.ErrConflict, fmt.Sprintf("container %s is not running", c.spec.Name)}
 	}
-	type result struct {
-		p   *proc
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// Never unlocked: this thread joins the container's namespaces.
-		runtime.LockOSThread()
-		pr, err := g.nsExec(pid, cg, p)
-		ch <- result{pr, err}
-	}()
-	r := <-ch
-	return r.p, r.err
+	return onOwnThread(func() (*proc, error) { return g.nsExec(pid, cg, p) })
 }
 
 func (g *Guest) nsExec(pid int, cgroup string, p spec.Process) (*proc, error) {

@@ -357,6 +357,12 @@ func (g *Guest) container(name string) (*container, error) {
 	return c, nil
 }
 
+func (g *Guest) shuttingDown() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.shutdown
+}
+
 // stopAll stops every running container: its stop signal, then SIGKILL
 // once timeout has passed. It returns when all have exited.
 func (g *Guest) stopAll(timeout time.Duration) {
@@ -368,28 +374,22 @@ func (g *Guest) stopAll(timeout time.Duration) {
 	}
 	g.mu.Unlock()
 	deadline := time.After(timeout)
-	signalAll := func(sig unix.Signal) {
+	signalAll := func(pick func(*container) unix.Signal) {
 		for _, c := range cs {
 			c.mu.Lock()
 			pid := c.pid
 			c.mu.Unlock()
 			if pid > 0 && !isClosed(c.exited) {
-				unix.Kill(pid, sig)
+				unix.Kill(pid, pick(c))
 			}
 		}
 	}
-	for _, c := range cs {
-		sig := unix.SIGTERM
+	signalAll(func(c *container) unix.Signal {
 		if c.spec.StopSignal > 0 {
-			sig = unix.Signal(c.spec.StopSignal)
+			return unix.Signal(c.spec.StopSignal)
 		}
-		c.mu.Lock()
-		pid := c.pid
-		c.mu.Unlock()
-		if pid > 0 && !isClosed(c.exited) {
-			unix.Kill(pid, sig)
-		}
-	}
+		return unix.SIGTERM
+	})
 	for _, c := range cs {
 		c.mu.Lock()
 		started := c.started
@@ -400,7 +400,7 @@ func (g *Guest) stopAll(timeout time.Duration) {
 		select {
 		case <-c.exited:
 		case <-deadline:
-			signalAll(unix.SIGKILL)
+			signalAll(func(*container) unix.Signal { return unix.SIGKILL })
 			<-c.exited
 		}
 	}

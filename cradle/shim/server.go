@@ -74,13 +74,9 @@ func (s *Shim) handle(conn net.Conn) {
 		respond(conn, nil)
 
 	case spec.OpSignal:
-		c, err := s.container(req.Container)
+		c, err := s.runningContainer(req.Container)
 		if err != nil {
 			respond(conn, err)
-			return
-		}
-		if c.exitStatus() != nil || isClosed(s.exited) {
-			respond(conn, callErr(spec.ErrConflict, "container %s is not running", c.name))
 			return
 		}
 		req.Container = c.name
@@ -109,6 +105,18 @@ func (s *Shim) container(name string) (*ctr, error) {
 	c, ok := s.ctrs[name]
 	if !ok {
 		return nil, callErr(spec.ErrNotFound, "no such container in pod %s: %s", s.launch.ID[:12], name)
+	}
+	return c, nil
+}
+
+// runningContainer is container, for calls that need it running.
+func (s *Shim) runningContainer(name string) (*ctr, error) {
+	c, err := s.container(name)
+	if err != nil {
+		return nil, err
+	}
+	if c.exitStatus() != nil || isClosed(s.exited) {
+		return nil, callErr(spec.ErrConflict, "container %s is not running", c.name)
 	}
 	return c, nil
 }
@@ -195,13 +203,9 @@ func (s *Shim) clientLeft(c *ctr, req *spec.Request) {
 
 // exec runs a process in a container and relays its stream verbatim.
 func (s *Shim) exec(conn net.Conn, req *spec.Request) {
-	c, err := s.container(req.Container)
+	c, err := s.runningContainer(req.Container)
 	if err != nil {
 		respond(conn, err)
-		return
-	}
-	if c.exitStatus() != nil || isClosed(s.exited) {
-		respond(conn, callErr(spec.ErrConflict, "container %s is not running", c.name))
 		return
 	}
 	st, err := s.openStream()
