@@ -24,6 +24,7 @@ import (
 
 	"github.com/hearth-cloud/hearth/cradle/host"
 	"github.com/hearth-cloud/hearth/image"
+	"github.com/hearth-cloud/hearth/image/layer"
 	"github.com/hearth-cloud/hearth/internal/testimage"
 )
 
@@ -157,7 +158,7 @@ func (e *env) runcBundle(t *testing.T) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := image.Unpack(rc, rootfs); err != nil {
+		if err := layer.Unpack(rc, rootfs); err != nil {
 			t.Fatal(err)
 		}
 		rc.Close()

@@ -1,6 +1,8 @@
 package image
 
 import (
+	"archive/tar"
+	"bytes"
 	"errors"
 	"math/rand"
 	"os"
@@ -152,7 +154,7 @@ func TestOpenPathErrors(t *testing.T) {
 		{"truncated", write("truncated.tar", good[:len(good)/2+7]), errdefs.ErrInvalidArgument, "not a docker-archive tarball"},
 		{"random bytes", write("random.tar", random), errdefs.ErrInvalidArgument, "not a docker-archive tarball"},
 		{"text file", write("text.tar", []byte("hello, world\n")), errdefs.ErrInvalidArgument, "not a docker-archive tarball"},
-		{"tar without manifest", write("plain.tar", tarOf(t, tarEntry{name: "hello.txt", body: "hi"})), errdefs.ErrInvalidArgument, "invalid docker-archive"},
+		{"tar without manifest", write("plain.tar", plainTar(t)), errdefs.ErrInvalidArgument, "invalid docker-archive"},
 		{"arm64 archive", writeArchive(t, arm64), errdefs.ErrFailedPrecondition, "image is for linux/arm64; this host runs linux/amd64"},
 		{"windows archive", writeArchive(t, testImage(t, "windows", "amd64")), errdefs.ErrFailedPrecondition, "image is for windows/amd64"},
 		{"directory without oci-layout", notLayout, errdefs.ErrInvalidArgument, "not an OCI image layout (no oci-layout file)"},
@@ -272,4 +274,19 @@ func TestCheckPlatform(t *testing.T) {
 			t.Errorf("CheckPlatform(%s/%s) error %v is not ErrFailedPrecondition", tt.os, tt.arch, err)
 		}
 	}
+}
+
+// plainTar is a valid tarball that is no image.
+func plainTar(t *testing.T) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: "hello.txt", Mode: 0o644, Size: 2}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte("hi"))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

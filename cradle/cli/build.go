@@ -6,6 +6,7 @@ import (
 
 	"github.com/hearth-cloud/hearth/cradle/spec"
 	"github.com/hearth-cloud/hearth/image"
+	"github.com/hearth-cloud/hearth/image/layer"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 )
 
@@ -13,14 +14,14 @@ import (
 // prepares its layers once (a layer shared by two containers is one disk),
 // and resolves each container's process.
 type builder struct {
-	cache  *image.LayerCache
+	cache  *layer.Cache
 	l      *spec.Launch
 	layers map[string]int // diff ID → index in l.Layers
 	images []string
 }
 
 func newBuilder(g *Globals, l *spec.Launch) *builder {
-	return &builder{cache: &image.LayerCache{Dir: g.DataDir + "/layers"}, l: l, layers: map[string]int{}}
+	return &builder{cache: &layer.Cache{Dir: g.DataDir + "/layers"}, l: l, layers: map[string]int{}}
 }
 
 // addContainer appends a container running image ref and returns it, for

@@ -1,4 +1,8 @@
-package image
+// Package layer prepares image layers for cradle: each layer becomes a
+// read-only EROFS filesystem image, made once per layer and shared by
+// every image and VM that uses it. Unpacking keeps OCI whiteouts in the
+// form overlayfs reads, since the guest stacks the layers with overlayfs.
+package layer
 
 import (
 	"archive/tar"
@@ -23,7 +27,7 @@ import (
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 )
 
-// LayerCache turns image layers into read-only EROFS filesystem images,
+// Cache turns image layers into read-only EROFS filesystem images,
 // once per layer: the file is named by the layer's diff ID, so every image
 // and every VM that shares a layer shares the one file, and a second start
 // of an image unpacks nothing.
@@ -34,17 +38,17 @@ import (
 // overlayfs, so whiteouts are kept in overlayfs form: a 0/0 character
 // device for a deleted path and the trusted.overlay.opaque xattr for an
 // opaque directory.
-type LayerCache struct {
+type Cache struct {
 	Dir string
 }
 
 // Path is where the prepared form of the layer with diffID lives.
-func (c *LayerCache) Path(diffID v1.Hash) string {
+func (c *Cache) Path(diffID v1.Hash) string {
 	return filepath.Join(c.Dir, diffID.Algorithm, diffID.Hex+".erofs")
 }
 
 // Lookup returns the prepared layer with diffID, if there is one.
-func (c *LayerCache) Lookup(diffID v1.Hash) (string, bool) {
+func (c *Cache) Lookup(diffID v1.Hash) (string, bool) {
 	p := c.Path(diffID)
 	_, err := os.Stat(p)
 	return p, err == nil
@@ -52,7 +56,7 @@ func (c *LayerCache) Lookup(diffID v1.Hash) (string, bool) {
 
 // Prepare returns the EROFS image of a layer, building it when missing.
 // Concurrent callers for one layer build it once.
-func (c *LayerCache) Prepare(ctx context.Context, l v1.Layer) (string, error) {
+func (c *Cache) Prepare(ctx context.Context, l v1.Layer) (string, error) {
 	diffID, err := l.DiffID()
 	if err != nil {
 		return "", fmt.Errorf("layer diff id: %w", err)
@@ -154,7 +158,7 @@ const (
 )
 
 // Unpack writes a layer tar stream into dir in overlayfs form (see
-// LayerCache). Paths are resolved inside dir, so no entry, and no symlink
+// Cache). Paths are resolved inside dir, so no entry, and no symlink
 // an entry follows, can write outside it. It must run as root, since it
 // keeps owners and creates device nodes.
 func Unpack(r io.Reader, dir string) error {

@@ -1,4 +1,4 @@
-package image
+package layer
 
 import (
 	"archive/tar"
@@ -653,7 +653,7 @@ func needMkfsErofs(t *testing.T) {
 }
 
 // cacheEntries lists the cache's files for algorithm sha256.
-func cacheEntries(t *testing.T, c *LayerCache) []string {
+func cacheEntries(t *testing.T, c *Cache) []string {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(c.Dir, "sha256"))
 	if err != nil {
@@ -666,10 +666,10 @@ func cacheEntries(t *testing.T, c *LayerCache) []string {
 	return out
 }
 
-func TestLayerCachePrepare(t *testing.T) {
+func TestCachePrepare(t *testing.T) {
 	t.Parallel()
 	needMkfsErofs(t)
-	c := &LayerCache{Dir: filepath.Join(t.TempDir(), "layers")}
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "layers")}
 	l := &countingLayer{Layer: smallLayer(t, "one")}
 	diffID, err := l.DiffID()
 	if err != nil {
@@ -741,10 +741,10 @@ func checkErofs(t *testing.T, img string) {
 	}
 }
 
-func TestLayerCachePrepareConcurrent(t *testing.T) {
+func TestCachePrepareConcurrent(t *testing.T) {
 	t.Parallel()
 	needMkfsErofs(t)
-	c := &LayerCache{Dir: filepath.Join(t.TempDir(), "layers")}
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "layers")}
 	l := &countingLayer{Layer: smallLayer(t, "concurrent")}
 	const n = 8
 	paths := make([]string, n)
@@ -753,7 +753,7 @@ func TestLayerCachePrepareConcurrent(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			// Each caller has its own cache value, as separate processes do.
-			cc := &LayerCache{Dir: c.Dir}
+			cc := &Cache{Dir: c.Dir}
 			paths[i], errs[i] = cc.Prepare(context.Background(), l)
 		})
 	}
@@ -775,7 +775,7 @@ func TestLayerCachePrepareConcurrent(t *testing.T) {
 	}
 }
 
-func TestLayerCachePrepareRejects(t *testing.T) {
+func TestCachePrepareRejects(t *testing.T) {
 	t.Parallel()
 	needMkfsErofs(t)
 	real := smallLayer(t, "real")
@@ -801,7 +801,7 @@ func TestLayerCachePrepareRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := &LayerCache{Dir: filepath.Join(t.TempDir(), "layers")}
+			c := &Cache{Dir: filepath.Join(t.TempDir(), "layers")}
 			p, err := c.Prepare(context.Background(), tt.l)
 			if err == nil {
 				t.Fatalf("Prepare = %s; want an error", p)
@@ -843,10 +843,10 @@ func mustDiffID(t *testing.T, l v1.Layer) v1.Hash {
 
 // A build that died half way leaves temporary files; the next Prepare
 // clears them and builds.
-func TestLayerCachePrepareStale(t *testing.T) {
+func TestCachePrepareStale(t *testing.T) {
 	t.Parallel()
 	needMkfsErofs(t)
-	c := &LayerCache{Dir: filepath.Join(t.TempDir(), "layers")}
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "layers")}
 	l := smallLayer(t, "stale")
 	d := mustDiffID(t, l)
 	sdir := filepath.Join(c.Dir, "sha256")
@@ -864,8 +864,8 @@ func TestLayerCachePrepareStale(t *testing.T) {
 	}
 }
 
-func ExampleLayerCache_Path() {
-	c := &LayerCache{Dir: "/var/lib/hearth/layers"}
+func ExampleCache_Path() {
+	c := &Cache{Dir: "/var/lib/hearth/layers"}
 	fmt.Println(c.Path(v1.Hash{Algorithm: "sha256", Hex: "abc"}))
 	// Output: /var/lib/hearth/layers/sha256/abc.erofs
 }
