@@ -3,7 +3,8 @@
 set -eu
 
 pkgs="qemu-system-x86 linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio
-make gcc libc6-dev busybox-static erofs-utils e2fsprogs nftables iproute2 runc"
+make gcc libc6-dev busybox-static erofs-utils e2fsprogs nftables iproute2 runc
+docker-registry skopeo"
 
 missing=""
 for p in $pkgs; do

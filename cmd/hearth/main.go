@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	cradlecli "github.com/hearth-cloud/hearth/cradle/cli"
+	imagecli "github.com/hearth-cloud/hearth/image/cli"
 )
 
 func main() {
@@ -39,7 +40,9 @@ func Main(args []string) int {
 	pf.StringVar(&g.DataDir, "data-dir", "/var/lib/hearth", "persistent state")
 	pf.StringVar(&g.RunDir, "run-dir", "/run/hearth", "sockets")
 	pf.StringVar(&g.LogLevel, "log-level", "info", "debug, info, warn or error")
-	root.AddCommand(cradlecli.Command(g))
+	sys := &System{Globals: g}
+	g.Images = sys.Images
+	root.AddCommand(cradlecli.Command(g), imagecli.Command(&imagecli.Globals{Images: sys.Images}))
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &cradlecli.StatusError{Code: 125, Err: fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}

@@ -40,6 +40,9 @@ type Globals struct {
 	RunDir   string
 	LogLevel string
 	Log      *slog.Logger
+	// Images opens the image service: `run` takes images from its store,
+	// pulling them when missing.
+	Images func() (*image.Service, error)
 }
 
 func (g *Globals) runtime() *cradle.Runtime {
@@ -185,7 +188,10 @@ func buildLaunch(ctx context.Context, g *Globals, f *runFlags, cmd *cobra.Comman
 			o.Entrypoint = []string{f.entrypoint}
 		}
 	}
-	b := newBuilder(g, l)
+	b, err := newBuilder(g, cmd, l)
+	if err != nil {
+		return nil, err
+	}
 	c, err := b.addContainer(ctx, "main", ref, o, f.tty, f.interactive)
 	if err != nil {
 		return nil, err

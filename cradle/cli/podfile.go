@@ -68,7 +68,7 @@ func launchCmd(g *Globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
-			l, err := buildFromFile(ctx, g, args[0])
+			l, err := buildFromFile(ctx, g, cmd, args[0])
 			if err != nil {
 				return &StatusError{125, err}
 			}
@@ -112,7 +112,7 @@ func launchCmd(g *Globals) *cobra.Command {
 }
 
 // buildFromFile reads a pod file into a launch spec.
-func buildFromFile(ctx context.Context, g *Globals, path string) (*spec.Launch, error) {
+func buildFromFile(ctx context.Context, g *Globals, cmd *cobra.Command, path string) (*spec.Launch, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, errdefs.InvalidArgument("read pod file: %v", err)
@@ -152,7 +152,10 @@ func buildFromFile(ctx context.Context, g *Globals, path string) (*spec.Launch, 
 		}
 		l.Volumes = append(l.Volumes, vol)
 	}
-	bld := newBuilder(g, l)
+	bld, err := newBuilder(g, cmd, l)
+	if err != nil {
+		return nil, err
+	}
 	for _, pc := range pf.Containers {
 		env, err := ParseEnv(pc.Env, os.LookupEnv)
 		if err != nil {

@@ -129,6 +129,52 @@ func (c *Cache) Prepare(ctx context.Context, l v1.Layer) (string, error) {
 	return out, nil
 }
 
+// Prune removes prepared layers whose diff ID is not in keep, and what
+// builds that died left behind. It returns the removed diff IDs and the
+// bytes freed.
+func (c *Cache) Prune(keep map[string]bool) ([]string, int64, error) {
+	var removed []string
+	var freed int64
+	files, err := filepath.Glob(filepath.Join(c.Dir, "sha256", "*"))
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, f := range files {
+		base := filepath.Base(f)
+		hexID, kind, _ := strings.Cut(base, ".")
+		if kind == "lock" {
+			continue
+		}
+		d := "sha256:" + hexID
+		if kind == "erofs" && keep[d] {
+			continue
+		}
+		// Take the layer's lock so a build in progress is not pulled
+		// from under its builder.
+		lock, err := os.OpenFile(filepath.Join(c.Dir, "sha256", hexID+".lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return removed, freed, err
+		}
+		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+			lock.Close()
+			continue
+		}
+		if fi, err := os.Stat(f); err == nil {
+			freed += fi.Size()
+		}
+		err = os.RemoveAll(f)
+		if err == nil && kind == "erofs" {
+			removed = append(removed, d)
+			os.Remove(lock.Name())
+		}
+		lock.Close()
+		if err != nil {
+			return removed, freed, err
+		}
+	}
+	return removed, freed, nil
+}
+
 func mkfsErofs(ctx context.Context, out, dir string) error {
 	bin, err := exec.LookPath("mkfs.erofs")
 	if err != nil {

@@ -59,3 +59,16 @@ func FailedPrecondition(format string, args ...any) error {
 
 // Unavailable returns an error of class ErrUnavailable.
 func Unavailable(format string, args ...any) error { return newf(ErrUnavailable, format, args...) }
+
+// Unauthenticated returns an error of class ErrUnauthenticated.
+func Unauthenticated(format string, args ...any) error {
+	return newf(ErrUnauthenticated, format, args...)
+}
+
+// PermissionDenied returns an error of class ErrPermissionDenied.
+func PermissionDenied(format string, args ...any) error {
+	return newf(ErrPermissionDenied, format, args...)
+}
+
+// IsNotFound reports whether err is of class ErrNotFound.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

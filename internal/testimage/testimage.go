@@ -101,6 +101,7 @@ func Image(cfg v1.Config, layers ...v1.Layer) (v1.Image, error) {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Created = v1.Time{Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	cf.Config = cfg
 	return mutate.ConfigFile(img, cf)
 }
