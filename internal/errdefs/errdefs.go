@@ -72,3 +72,6 @@ func PermissionDenied(format string, args ...any) error {
 
 // IsNotFound reports whether err is of class ErrNotFound.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// IsUnauthenticated reports whether err is of class ErrUnauthenticated.
+func IsUnauthenticated(err error) bool { return errors.Is(err, ErrUnauthenticated) }
