@@ -110,6 +110,32 @@ func scanArchive(file string) (*archiveMeta, error) {
 	return m, nil
 }
 
+// eachEntry calls fn for every entry of the tarball at file; what names
+// the archive's kind goes into errors.
+func eachEntry(ctx context.Context, file, kind string, fn func(h *tar.Header, r io.Reader) error) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(bufio.NewReader(f))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return errdefs.InvalidArgument("invalid %s: %v", kind, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(h, tr); err != nil {
+			return err
+		}
+	}
+}
+
 type storedLayer struct {
 	digest v1.Hash
 	size   int64
@@ -147,45 +173,33 @@ func (s *Service) loadDocker(ctx context.Context, tenant, file string, meta *arc
 
 	configs := map[string][]byte{}
 	layers := map[string]storedLayer{}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	tr := tar.NewReader(bufio.NewReader(f))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, errdefs.InvalidArgument("invalid docker-archive: %v", err)
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	err := eachEntry(ctx, file, "docker-archive", func(h *tar.Header, tr io.Reader) error {
 		p := path.Clean(h.Name)
 		if !want[p] || h.Typeflag != tar.TypeReg {
-			continue
+			return nil
 		}
 		if isConfigPath(entries, p, resolve) {
 			b, err := io.ReadAll(io.LimitReader(tr, maxMetadata+1))
 			if err != nil || len(b) > maxMetadata {
-				return nil, errdefs.InvalidArgument("invalid docker-archive: config %s unreadable", p)
+				return errdefs.InvalidArgument("invalid docker-archive: config %s unreadable", p)
 			}
 			configs[p] = b
-			continue
+			return nil
 		}
 		report(progress, Progress{ID: shortPath(p), Status: "Loading layer", Total: h.Size})
 		r, err := maybeGunzip(tr)
 		if err != nil {
-			return nil, errdefs.InvalidArgument("invalid docker-archive: layer %s: %v", p, err)
+			return errdefs.InvalidArgument("invalid docker-archive: layer %s: %v", p, err)
 		}
 		d, n, err := s.Store.WriteBlobUnknown(r)
 		if err != nil {
-			return nil, fmt.Errorf("load layer %s: %w", p, err)
+			return fmt.Errorf("load layer %s: %w", p, err)
 		}
 		layers[p] = storedLayer{d, n}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 
 	var out []string
@@ -306,39 +320,27 @@ func (s *Service) loadOCI(ctx context.Context, tenant, file string, meta *archiv
 	if err != nil {
 		return nil, errdefs.InvalidArgument("invalid OCI archive: index.json: %v", err)
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	tr := tar.NewReader(bufio.NewReader(f))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, errdefs.InvalidArgument("invalid OCI archive: %v", err)
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	err = eachEntry(ctx, file, "OCI archive", func(h *tar.Header, tr io.Reader) error {
 		p := path.Clean(h.Name)
 		rest, ok := strings.CutPrefix(p, "blobs/")
 		if !ok || h.Typeflag != tar.TypeReg {
-			continue
+			return nil
 		}
 		alg, hexd, _ := strings.Cut(rest, "/")
 		d, err := v1.NewHash(alg + ":" + hexd)
 		if err != nil || alg != "sha256" {
-			return nil, errdefs.InvalidArgument("invalid OCI archive: unexpected blob %s", p)
+			return errdefs.InvalidArgument("invalid OCI archive: unexpected blob %s", p)
 		}
 		if err := s.Store.WriteBlob(d, h.Size, tr, nil); err != nil {
 			if errors.Is(err, store.ErrDigestMismatch) {
-				return nil, errdefs.InvalidArgument("invalid OCI archive: %v", err)
+				return errdefs.InvalidArgument("invalid OCI archive: %v", err)
 			}
-			return nil, err
+			return err
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	var out []string
 	for _, desc := range idx.Manifests {

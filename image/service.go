@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -274,7 +275,8 @@ func registryError(r name.Reference, err error) error {
 		return errdefs.Unavailable("registry %s: %v", r.Context().RegistryStr(), err)
 	}
 	var ne net.Error
-	if errors.As(err, &ne) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host") {
+	var dns *net.DNSError
+	if errors.As(err, &ne) || errors.As(err, &dns) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
 		return errdefs.Unavailable("registry %s is unreachable: %v", r.Context().RegistryStr(), err)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -72,13 +72,9 @@ func pullCmd(g *Globals) *cobra.Command {
 		Use:   "pull NAME[:TAG|@DIGEST]",
 		Short: "Pull an image from a registry",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			return Pull(cmd.Context(), cmd.OutOrStdout(), svc, args[0])
-		},
+		}),
 	}
 }
 
@@ -89,11 +85,7 @@ func loadCmd(g *Globals) *cobra.Command {
 		Use:   "load [-i FILE]",
 		Short: "Load images from a docker-archive or OCI-archive tarball (or stdin)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			file := input
 			if file == "" || file == "-" {
 				if isTerminal(os.Stdin) {
@@ -123,7 +115,7 @@ func loadCmd(g *Globals) *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), l)
 			}
 			return nil
-		},
+		}),
 	}
 	c.Flags().StringVarP(&input, "input", "i", "", "read from a tar archive file instead of stdin")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "suppress the load progress")
@@ -136,11 +128,7 @@ func saveCmd(g *Globals) *cobra.Command {
 		Use:   "save [-o FILE] IMAGE...",
 		Short: "Save images to a docker-archive tarball (docker load reads it)",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			if output == "" {
 				if isTerminal(os.Stdout) {
 					return errdefs.InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
@@ -168,7 +156,7 @@ func saveCmd(g *Globals) *cobra.Command {
 			}
 			os.Chmod(tmp.Name(), 0o644)
 			return os.Rename(tmp.Name(), output)
-		},
+		}),
 	}
 	c.Flags().StringVarP(&output, "output", "o", "", "write to a file instead of stdout")
 	return c
@@ -191,11 +179,7 @@ func lsCmd(g *Globals) *cobra.Command {
 		Aliases: []string{"list", "images"},
 		Short:   "List images",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			list, err := svc.List(tenant)
 			if err != nil {
 				return err
@@ -240,7 +224,7 @@ func lsCmd(g *Globals) *cobra.Command {
 				}
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
 	c.Flags().BoolVar(&digests, "digests", false, "show digests")
@@ -252,11 +236,7 @@ func inspectCmd(g *Globals) *cobra.Command {
 		Use:   "inspect IMAGE...",
 		Short: "Show images' details as JSON",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			var infos []*image.Info
 			var failed error
 			for _, a := range args {
@@ -277,7 +257,7 @@ func inspectCmd(g *Globals) *cobra.Command {
 				return err
 			}
 			return failed
-		},
+		}),
 	}
 }
 
@@ -286,13 +266,9 @@ func tagCmd(g *Globals) *cobra.Command {
 		Use:   "tag SOURCE TARGET",
 		Short: "Give an image another name",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			return svc.Tag(tenant, args[0], args[1])
-		},
+		}),
 	}
 }
 
@@ -303,11 +279,7 @@ func rmCmd(g *Globals) *cobra.Command {
 		Aliases: []string{"remove", "rmi"},
 		Short:   "Remove images",
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			var failed error
 			for _, a := range args {
 				events, err := svc.Remove(tenant, a, force)
@@ -320,7 +292,7 @@ func rmCmd(g *Globals) *cobra.Command {
 				}
 			}
 			return failed
-		},
+		}),
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "remove even an image a pod uses")
 	return c
@@ -331,11 +303,7 @@ func pushCmd(g *Globals) *cobra.Command {
 		Use:   "push NAME[:TAG]",
 		Short: "Push an image to a registry",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			r, err := image.ParseRef(args[0], svc.Insecure)
 			if err != nil {
 				return err
@@ -359,7 +327,7 @@ func pushCmd(g *Globals) *cobra.Command {
 			m, _ := svc.Store.ReadBlob(d)
 			fmt.Fprintf(out, "%s: digest: %s size: %d\n", tag, d, len(m))
 			return nil
-		},
+		}),
 	}
 }
 
@@ -369,11 +337,7 @@ func pruneCmd(g *Globals) *cobra.Command {
 		Use:   "prune [-f]",
 		Short: "Remove untagged images, unreferenced blobs and unused prepared layers",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			if !force {
 				fmt.Fprint(cmd.OutOrStdout(), "WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] ")
 				ans, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
@@ -395,7 +359,7 @@ func pruneCmd(g *Globals) *cobra.Command {
 			}
 			fmt.Fprintf(out, "Total reclaimed space: %s\n", units.HumanSize(float64(rep.SpaceReclaimed)))
 			return nil
-		},
+		}),
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
 	return c
@@ -408,11 +372,7 @@ func loginCmd(g *Globals) *cobra.Command {
 		Use:   "login [-u USER] [-p PASSWORD | --password-stdin] [SERVER]",
 		Short: "Store registry credentials, after checking them with the registry",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			server := ""
 			if len(args) == 1 {
 				server = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(args[0], "https://"), "http://"), "/")
@@ -435,7 +395,7 @@ func loginCmd(g *Globals) *cobra.Command {
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "Login Succeeded")
 			return nil
-		},
+		}),
 	}
 	c.Flags().StringVarP(&user, "username", "u", "", "username")
 	c.Flags().StringVarP(&password, "password", "p", "", "password")
@@ -448,11 +408,7 @@ func logoutCmd(g *Globals) *cobra.Command {
 		Use:   "logout [SERVER]",
 		Short: "Forget a registry's credentials",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := g.Images()
-			if err != nil {
-				return err
-			}
+		RunE: withImages(g, func(cmd *cobra.Command, svc *image.Service, args []string) error {
 			server := ""
 			if len(args) == 1 {
 				server = args[0]
@@ -462,7 +418,7 @@ func logoutCmd(g *Globals) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Removing login credentials for %s\n", firstNonEmpty(server, "docker.io"))
 			return nil
-		},
+		}),
 	}
 }
 
@@ -479,3 +435,14 @@ var silent = &quietError{}
 type quietError struct{}
 
 func (*quietError) Error() string { return "" }
+
+// withImages opens the image service for a command.
+func withImages(g *Globals, fn func(*cobra.Command, *image.Service, []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		svc, err := g.Images()
+		if err != nil {
+			return err
+		}
+		return fn(cmd, svc, args)
+	}
+}
