@@ -82,7 +82,12 @@ func scanArchive(file string) (*archiveMeta, error) {
 		name := path.Clean(h.Name)
 		switch h.Typeflag {
 		case tar.TypeSymlink:
-			m.links[name] = path.Clean(path.Join(path.Dir(name), h.Linkname))
+			if strings.HasPrefix(h.Linkname, "/") {
+				// Absolute targets are relative to the archive's root.
+				m.links[name] = path.Clean(strings.TrimPrefix(h.Linkname, "/"))
+			} else {
+				m.links[name] = path.Clean(path.Join(path.Dir(name), h.Linkname))
+			}
 			continue
 		case tar.TypeLink:
 			m.links[name] = path.Clean(h.Linkname)
@@ -342,8 +347,14 @@ func (s *Service) loadOCI(ctx context.Context, tenant, file string, meta *archiv
 	if err != nil {
 		return nil, err
 	}
+	// index.json may list several platforms' images directly: take this
+	// platform's (and the unlabelled), as from any index.
+	entries, seen := platformCandidates(idx.Manifests)
+	if len(entries) == 0 && len(seen) > 0 {
+		return nil, errdefs.FailedPrecondition("no matching manifest for %s/%s in the archive (it has %v)", Platform.OS, Platform.Architecture, seen)
+	}
 	var out []string
-	for _, desc := range idx.Manifests {
+	for _, desc := range entries {
 		md, err := s.platformManifest(desc)
 		if err != nil {
 			return nil, err
@@ -391,16 +402,11 @@ func (s *Service) platformManifest(desc v1.Descriptor) (v1.Hash, error) {
 		if err != nil {
 			return v1.Hash{}, errdefs.InvalidArgument("invalid OCI archive: index %s: %v", desc.Digest, err)
 		}
-		found := false
-		for _, d := range idx.Manifests {
-			if d.Platform == nil || (d.Platform.OS == Platform.OS && d.Platform.Architecture == Platform.Architecture) {
-				desc, found = d, true
-				break
-			}
-		}
-		if !found {
+		candidates, _ := platformCandidates(idx.Manifests)
+		if len(candidates) == 0 {
 			return v1.Hash{}, errdefs.FailedPrecondition("no matching manifest for %s/%s in the manifest list entries", Platform.OS, Platform.Architecture)
 		}
+		desc = candidates[0]
 	}
 	return v1.Hash{}, errdefs.InvalidArgument("invalid OCI archive: indexes nested too deep")
 }

@@ -47,7 +47,10 @@ func (s *Service) Lookup(tenant, ref string) (*store.Ref, error) {
 		// A digest reference also matches the image's own manifest.
 		if repo, dig := SplitName(c); strings.HasPrefix(dig, "sha256:") {
 			for i := range refs {
-				if refs[i].Manifest.String() == dig && refs[i].Name != "" && strings.HasPrefix(refs[i].Name, repo) {
+				if refs[i].Manifest.String() != dig || refs[i].Name == "" {
+					continue
+				}
+				if r, _ := SplitName(refs[i].Name); r == repo {
 					return &refs[i], nil
 				}
 			}

@@ -123,18 +123,7 @@ func FromIndex(idx v1.ImageIndex) (v1.Image, error) {
 	if err != nil {
 		return nil, errdefs.InvalidArgument("read index: %v", err)
 	}
-	var candidates []v1.Descriptor
-	var seen []string
-	for _, d := range m.Manifests {
-		if d.Platform != nil {
-			seen = append(seen, d.Platform.OS+"/"+d.Platform.Architecture)
-			if d.Platform.OS == Platform.OS && d.Platform.Architecture == Platform.Architecture {
-				candidates = append([]v1.Descriptor{d}, candidates...)
-			}
-			continue
-		}
-		candidates = append(candidates, d)
-	}
+	candidates, seen := platformCandidates(m.Manifests)
 	for _, d := range candidates {
 		if d.MediaType.IsIndex() {
 			child, err := idx.ImageIndex(d.Digest)
@@ -153,6 +142,24 @@ func FromIndex(idx v1.ImageIndex) (v1.Image, error) {
 		return nil, errdefs.FailedPrecondition("no linux/amd64 image in index (it has %v)", seen)
 	}
 	return nil, errdefs.NotFound("index holds no image")
+}
+
+// platformCandidates orders an index's entries for Platform: those that
+// declare it first, then those that declare no platform; entries for other
+// platforms are left out. seen lists every platform declared.
+func platformCandidates(ds []v1.Descriptor) (candidates []v1.Descriptor, seen []string) {
+	var unlabelled []v1.Descriptor
+	for _, d := range ds {
+		if d.Platform == nil {
+			unlabelled = append(unlabelled, d)
+			continue
+		}
+		seen = append(seen, d.Platform.OS+"/"+d.Platform.Architecture)
+		if d.Platform.OS == Platform.OS && d.Platform.Architecture == Platform.Architecture {
+			candidates = append(candidates, d)
+		}
+	}
+	return append(candidates, unlabelled...), seen
 }
 
 // CheckPlatform refuses images built for another OS or architecture.

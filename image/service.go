@@ -235,18 +235,36 @@ func fetchBlob(ctx context.Context, c *http.Client, repo name.Repository, d v1.H
 }
 
 // setRef adds or replaces a named reference, and drops an untagged entry
-// of the same image, which now has a name.
+// of the same image, which now has a name. An image whose last name moves
+// to another image stays, untagged, as Docker keeps it (`<none>`), until
+// prune.
 func (s *Service) setRef(tenant string, rec store.Ref) error {
 	return s.Store.UpdateRefs(tenant, func(refs []store.Ref) ([]store.Ref, error) {
-		out := refs[:0]
+		var out []store.Ref
+		var displaced []store.Ref
 		for _, r := range refs {
 			if r.Name == rec.Name && rec.Name != "" {
+				if r.ID != rec.ID {
+					displaced = append(displaced, r)
+				}
 				continue
 			}
 			if r.Name == "" && r.ID == rec.ID {
 				continue
 			}
 			out = append(out, r)
+		}
+		for _, d := range displaced {
+			kept := false
+			for _, r := range out {
+				if r.ID == d.ID {
+					kept = true
+					break
+				}
+			}
+			if !kept {
+				out = append(out, store.Ref{Manifest: d.Manifest, ID: d.ID, Added: d.Added})
+			}
 		}
 		return append(out, rec), nil
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/sys/unix"
 
+	"github.com/hearth-cloud/hearth/image/store"
 	"github.com/hearth-cloud/hearth/internal/atomicfile"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 )
@@ -52,8 +53,18 @@ func HostKey(registry string) string {
 
 func (s *Store) path(tenant string) string { return filepath.Join(s.Dir, tenant+".json") }
 
+func checkTenant(tenant string) error {
+	if !store.ValidTenant(tenant) {
+		return errdefs.InvalidArgument("invalid tenant %q", tenant)
+	}
+	return nil
+}
+
 func (s *Store) read(tenant string) (file, error) {
 	var f file
+	if err := checkTenant(tenant); err != nil {
+		return f, err
+	}
 	b, err := os.ReadFile(s.path(tenant))
 	if errors.Is(err, os.ErrNotExist) {
 		return file{Auths: map[string]entry{}}, nil
@@ -71,6 +82,9 @@ func (s *Store) read(tenant string) (file, error) {
 }
 
 func (s *Store) update(tenant string, fn func(*file)) error {
+	if err := checkTenant(tenant); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return err
 	}

@@ -68,9 +68,19 @@ func (s *Store) refDir() string  { return filepath.Join(s.root, "refs") }
 // BlobPath is where the blob with digest d lives.
 func (s *Store) BlobPath(d v1.Hash) string { return filepath.Join(s.blobDir(), d.Hex) }
 
+// validDigest accepts sha256 digests only, in their canonical form.
+func validDigest(d v1.Hash) bool {
+	return d.Algorithm == "sha256" && hexRE.MatchString(d.Hex)
+}
+
+var hexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ValidTenant reports whether s can name a tenant.
+func ValidTenant(s string) bool { return tenantRE.MatchString(s) }
+
 // HasBlob reports whether the blob is in the store.
 func (s *Store) HasBlob(d v1.Hash) bool {
-	if d.Algorithm != "sha256" {
+	if !validDigest(d) {
 		return false
 	}
 	_, err := os.Stat(s.BlobPath(d))
@@ -79,7 +89,7 @@ func (s *Store) HasBlob(d v1.Hash) bool {
 
 // ReadBlob returns a blob's content (for small blobs: manifests, configs).
 func (s *Store) ReadBlob(d v1.Hash) ([]byte, error) {
-	if d.Algorithm != "sha256" {
+	if !validDigest(d) {
 		return nil, errdefs.InvalidArgument("unsupported digest %s", d)
 	}
 	b, err := os.ReadFile(s.BlobPath(d))
@@ -97,7 +107,7 @@ var ErrDigestMismatch = errors.New("digest mismatch")
 // another, take turns: the second finds the blob there and reads nothing.
 // progress, if set, is told how many bytes have been written so far.
 func (s *Store) WriteBlob(d v1.Hash, size int64, r io.Reader, progress func(int64)) error {
-	if d.Algorithm != "sha256" || len(d.Hex) != 64 {
+	if !validDigest(d) {
 		return errdefs.InvalidArgument("unsupported digest %s", d)
 	}
 	if s.HasBlob(d) {
