@@ -415,3 +415,99 @@ func (r *Runtime) ReleaseNetwork(id string) {
 		r.Log.Warn("release address", "pod", id[:12], "err", err)
 	}
 }
+
+// Start creates a detached pod for a caller that manages it afterwards by
+// ID (the node agent), and reaps its supervisor when that exits.
+func (r *Runtime) Start(ctx context.Context, l *spec.Launch, accel string) error {
+	_, cmd, err := r.Create(ctx, l, CreateOptions{Accel: accel, Detach: true})
+	if err != nil {
+		return err
+	}
+	go cmd.Wait()
+	return nil
+}
+
+// Wait blocks until pod id has exited (or ctx ends) and returns its final
+// state. A pod whose supervisor is gone without a record is reported
+// dead.
+func (r *Runtime) Wait(ctx context.Context, id string) (*spec.PodState, error) {
+	p, err := r.load(r.Paths(id))
+	if err != nil {
+		return nil, err
+	}
+	if p.State.Status == spec.StatusExited || p.State.Status == spec.StatusDead {
+		return &p.State, nil
+	}
+	type result struct {
+		st  *spec.PodState
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		st, err := p.Client().Wait()
+		ch <- result{st, err}
+	}()
+	select {
+	case res := <-ch:
+		if errors.Is(res.err, shim.ErrGone) || (res.err != nil && !alive(p.State.ShimPID)) {
+			// Gone between the load and the call: read what it left.
+			if p, err := r.load(r.Paths(id)); err == nil {
+				return &p.State, nil
+			}
+		}
+		return res.st, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// StopPod stops pod id within timeout.
+func (r *Runtime) StopPod(id string, timeout time.Duration) error {
+	p, err := r.load(r.Paths(id))
+	if err != nil {
+		return err
+	}
+	return r.Stop(p, timeout)
+}
+
+// RemovePod removes pod id, stopping it first if it runs, and frees its
+// address.
+func (r *Runtime) RemovePod(id string) error {
+	p, err := r.load(r.Paths(id))
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if err := r.Remove(p, true); err != nil {
+		return err
+	}
+	r.ReleaseNetwork(id)
+	return nil
+}
+
+// PodsUsingImage lists the pods (in any state) made from image id, the
+// config digest.
+func (r *Runtime) PodsUsingImage(id string) []string {
+	pods, _ := r.List()
+	var out []string
+	for _, p := range pods {
+		if p.Launch.Labels["hearth.image.id"] == id {
+			out = append(out, p.Launch.ID)
+		}
+	}
+	return out
+}
+
+// LayersInUse is the set of layer digests existing pods use.
+func (r *Runtime) LayersInUse() map[string]bool {
+	pods, _ := r.List()
+	keep := map[string]bool{}
+	for _, p := range pods {
+		for _, l := range p.Launch.Layers {
+			keep[l.Digest] = true
+		}
+	}
+	return keep
+}

@@ -12,6 +12,7 @@ import (
 
 	cradlecli "github.com/hearth-cloud/hearth/cradle/cli"
 	imagecli "github.com/hearth-cloud/hearth/image/cli"
+	macrocli "github.com/hearth-cloud/hearth/macro/cli"
 )
 
 func main() {
@@ -43,6 +44,9 @@ func Main(args []string) int {
 	sys := &System{Globals: g}
 	g.Images = sys.Images
 	root.AddCommand(cradlecli.Command(g), imagecli.Command(&imagecli.Globals{Images: sys.Images}))
+	mg := &macrocli.Globals{Log: func() *slog.Logger { return g.Log }}
+	root.AddCommand(macrocli.Commands(mg)...)
+	cobra.OnInitialize(func() { mg.DataDir, mg.RunDir, mg.LogLevel = g.DataDir, g.RunDir, g.LogLevel })
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &cradlecli.StatusError{Code: 125, Err: fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}

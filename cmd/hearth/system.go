@@ -35,26 +35,8 @@ func (s *System) Images() (*image.Service, error) {
 			return
 		}
 		rt := s.runtime()
-		s.images.InUse = func(id v1.Hash) []string {
-			pods, _ := rt.List()
-			var out []string
-			for _, p := range pods {
-				if p.Launch.Labels["hearth.image.id"] == id.String() {
-					out = append(out, p.Launch.ID)
-				}
-			}
-			return out
-		}
-		s.images.LayersInUse = func() map[string]bool {
-			pods, _ := rt.List()
-			keep := map[string]bool{}
-			for _, p := range pods {
-				for _, l := range p.Launch.Layers {
-					keep[l.Digest] = true
-				}
-			}
-			return keep
-		}
+		s.images.InUse = func(id v1.Hash) []string { return rt.PodsUsingImage(id.String()) }
+		s.images.LayersInUse = rt.LayersInUse
 	})
 	return s.images, s.imagesErr
 }

@@ -27,10 +27,12 @@ import (
 
 	"github.com/hearth-cloud/hearth/cradle"
 	"github.com/hearth-cloud/hearth/cradle/host"
+	"github.com/hearth-cloud/hearth/cradle/launch"
 	"github.com/hearth-cloud/hearth/cradle/podlog"
 	"github.com/hearth-cloud/hearth/cradle/shim"
 	"github.com/hearth-cloud/hearth/cradle/spec"
 	"github.com/hearth-cloud/hearth/image"
+	imagecli "github.com/hearth-cloud/hearth/image/cli"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 )
 
@@ -62,6 +64,24 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return e.Err.Error() }
 func (e *StatusError) Unwrap() error { return e.Err }
+
+// newBuilder is a launch builder for the admin: image files on disk are
+// allowed, and pulls show the docker CLI's output on stderr.
+func newBuilder(g *Globals, cmd *cobra.Command, l *spec.Launch) (*launch.Builder, error) {
+	svc, err := g.Images()
+	if err != nil {
+		return nil, err
+	}
+	b := launch.New(svc, image.AdminTenant, l)
+	b.AllowPaths = true
+	b.Pull = func(ctx context.Context, ref string) error {
+		if r, err := image.ParseRef(ref, svc.Insecure); err == nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "Unable to find image '%s' locally\n", image.Familiar(image.Canonical(r)))
+		}
+		return imagecli.Pull(ctx, cmd.ErrOrStderr(), svc, ref)
+	}
+	return b, nil
+}
 
 // minArgs is cobra.MinimumNArgs with Docker's exit code for usage errors.
 func minArgs(n int) cobra.PositionalArgs {
@@ -192,7 +212,7 @@ func buildLaunch(ctx context.Context, g *Globals, f *runFlags, cmd *cobra.Comman
 	if err != nil {
 		return nil, err
 	}
-	c, err := b.addContainer(ctx, "main", ref, o, f.tty, f.interactive)
+	c, err := b.AddContainer(ctx, "main", ref, o, f.tty, f.interactive)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +221,7 @@ func buildLaunch(ctx context.Context, g *Globals, f *runFlags, cmd *cobra.Comman
 	if l.Volumes, c.Mounts, err = volumes(ms); err != nil {
 		return nil, err
 	}
-	return b.finish(), nil
+	return b.Finish(), nil
 }
 
 func run(cmd *cobra.Command, g *Globals, f *runFlags, ref string, args []string) error {

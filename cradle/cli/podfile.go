@@ -162,14 +162,14 @@ func buildFromFile(ctx context.Context, g *Globals, cmd *cobra.Command, path str
 			return nil, err
 		}
 		o := image.Overrides{Entrypoint: pc.Command, Cmd: pc.Args, Env: env, WorkingDir: pc.WorkingDir, User: pc.User}
-		c, err := bld.addContainer(ctx, pc.Name, pc.Image, o, false, false)
+		c, err := bld.AddContainer(ctx, pc.Name, pc.Image, o, false, false)
 		if err != nil {
 			return nil, err
 		}
 		c.Hostname = pc.Hostname
 		c.Mounts = pc.Mounts
 	}
-	l = bld.finish()
+	l = bld.Finish()
 	if err := l.Validate(); err != nil {
 		return nil, errdefs.InvalidArgument("pod file %s: %v", path, err)
 	}

@@ -75,3 +75,9 @@ func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
 // IsUnauthenticated reports whether err is of class ErrUnauthenticated.
 func IsUnauthenticated(err error) bool { return errors.Is(err, ErrUnauthenticated) }
+
+// IsConflict reports whether err is of class ErrConflict.
+func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// IsAlreadyExists reports whether err is of class ErrAlreadyExists.
+func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }

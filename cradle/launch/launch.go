@@ -1,4 +1,10 @@
-package cli
+// Package launch assembles cradle launch specs from images: it opens each
+// image (from the image store, pulling what is missing, or, for the admin,
+// from a file on disk), prepares its layers once (a layer shared by two
+// containers is one disk), and resolves each container's process by
+// Docker's rules. `hearth cradle` and the node agent both build pods with
+// it.
+package launch
 
 import (
 	"context"
@@ -7,68 +13,70 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/spf13/cobra"
 
 	"github.com/hearth-cloud/hearth/cradle/spec"
 	"github.com/hearth-cloud/hearth/image"
-	imagecli "github.com/hearth-cloud/hearth/image/cli"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 )
 
-// builder assembles a launch spec from images: it opens each image,
-// prepares its layers once (a layer shared by two containers is one disk),
-// and resolves each container's process.
-type builder struct {
-	svc    *image.Service
-	cmd    *cobra.Command
+// Builder assembles one launch spec.
+type Builder struct {
+	Images *image.Service
+	// Tenant's images are the ones names resolve to.
+	Tenant string
+	// AllowPaths lets IMAGE be a docker-archive or OCI layout on disk,
+	// which only the admin may read.
+	AllowPaths bool
+	// Pull fetches a reference the store lacks; nil pulls silently.
+	Pull func(ctx context.Context, ref string) error
+
 	l      *spec.Launch
 	layers map[string]int // diff ID → index in l.Layers
 	images []string
 }
 
-func newBuilder(g *Globals, cmd *cobra.Command, l *spec.Launch) (*builder, error) {
-	svc, err := g.Images()
-	if err != nil {
-		return nil, err
-	}
-	return &builder{svc: svc, cmd: cmd, l: l, layers: map[string]int{}}, nil
+// New starts building onto l.
+func New(svc *image.Service, tenant string, l *spec.Launch) *Builder {
+	return &Builder{Images: svc, Tenant: tenant, l: l, layers: map[string]int{}}
 }
 
-// openImage opens IMAGE: a docker-archive or OCI layout on disk, else a
-// reference in the store, pulled (with the docker CLI's output, on
-// stderr) when the store has none.
-func (b *builder) openImage(ctx context.Context, ref string) (v1.Image, error) {
-	if looksLikePath(ref) {
+// openImage opens IMAGE: a file or directory on disk when allowed, else a
+// reference in the tenant's store, pulled when missing.
+func (b *Builder) openImage(ctx context.Context, ref string) (v1.Image, error) {
+	if b.AllowPaths && LooksLikePath(ref) {
 		return image.OpenPath(ref)
 	}
-	img, _, err := b.svc.Get(image.AdminTenant, ref)
+	img, _, err := b.Images.Get(b.Tenant, ref)
 	if err == nil || !errdefs.IsNotFound(err) {
 		return img, err
 	}
-	r, perr := image.ParseRef(ref, b.svc.Insecure)
-	if perr != nil {
+	if _, perr := image.ParseRef(ref, b.Images.Insecure); perr != nil {
 		return nil, perr
 	}
-	fmt.Fprintf(b.cmd.ErrOrStderr(), "Unable to find image '%s' locally\n", image.Familiar(image.Canonical(r)))
-	if err := imagecli.Pull(ctx, b.cmd.ErrOrStderr(), b.svc, ref); err != nil {
+	if b.Pull != nil {
+		err = b.Pull(ctx, ref)
+	} else {
+		_, err = b.Images.Pull(ctx, b.Tenant, ref, nil)
+	}
+	if err != nil {
 		return nil, err
 	}
-	img, _, err = b.svc.Get(image.AdminTenant, ref)
+	img, _, err = b.Images.Get(b.Tenant, ref)
 	return img, err
 }
 
-// looksLikePath tells a file or directory from an image reference: it
+// LooksLikePath tells a file or directory from an image reference: it
 // exists, or it is written as a path.
-func looksLikePath(ref string) bool {
+func LooksLikePath(ref string) bool {
 	if _, err := os.Stat(ref); err == nil {
 		return true
 	}
 	return strings.HasPrefix(ref, "/") || strings.HasPrefix(ref, "./") || strings.HasPrefix(ref, "../") || strings.HasSuffix(ref, ".tar")
 }
 
-// addContainer appends a container running image ref and returns it, for
+// AddContainer appends a container running image ref and returns it, for
 // the caller to complete.
-func (b *builder) addContainer(ctx context.Context, name, ref string, o image.Overrides, tty, stdin bool) (*spec.Container, error) {
+func (b *Builder) AddContainer(ctx context.Context, name, ref string, o image.Overrides, tty, stdin bool) (*spec.Container, error) {
 	img, err := b.openImage(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -91,13 +99,13 @@ func (b *builder) addContainer(ctx context.Context, name, ref string, o image.Ov
 	for _, d := range cf.RootFS.DiffIDs {
 		i, ok := b.layers[d.String()]
 		if !ok {
-			p, cached := b.svc.Layers.Lookup(d)
+			p, cached := b.Images.Layers.Lookup(d)
 			if !cached {
 				ly, err := img.LayerByDiffID(d)
 				if err != nil {
 					return nil, errdefs.InvalidArgument("image %s: layer %s: %v", ref, d, err)
 				}
-				if p, err = b.svc.Layers.Prepare(ctx, ly); err != nil {
+				if p, err = b.Images.Layers.Prepare(ctx, ly); err != nil {
 					return nil, fmt.Errorf("image %s: %w", ref, err)
 				}
 			}
@@ -120,9 +128,9 @@ func (b *builder) addContainer(ctx context.Context, name, ref string, o image.Ov
 	return &b.l.Containers[len(b.l.Containers)-1], nil
 }
 
-// finish completes the processes' environments as Docker does: HOSTNAME,
+// Finish completes the processes' environments as Docker does: HOSTNAME,
 // and TERM for a terminal, unless the image or user set them.
-func (b *builder) finish() *spec.Launch {
+func (b *Builder) Finish() *spec.Launch {
 	host := b.l.Hostname
 	if host == "" {
 		host = b.l.ID[:12]

@@ -1,0 +1,115 @@
+package controller
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/hearth-cloud/hearth/macro/model"
+	"github.com/hearth-cloud/hearth/macro/scheduler"
+)
+
+// pending reports whether a pod waits for a node.
+func pending(p *model.Pod) bool {
+	return p.Spec.NodeName == "" && p.Spec.Desired == model.DesiredRunning &&
+		(p.Status.Phase == "" || p.Status.Phase == model.PhasePending)
+}
+
+// snapshot is the scheduler's view: ready nodes and what is bound to
+// them.
+func (c *cache) snapshot(now time.Time) *scheduler.Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	byName := map[string]*scheduler.NodeInfo{}
+	snap := &scheduler.Snapshot{}
+	for _, n := range c.nodes {
+		ni := &scheduler.NodeInfo{
+			Name:          n.Name,
+			Ready:         n.Status.State == model.NodeReady && c.leases[n.Name],
+			Unschedulable: n.Spec.Unschedulable,
+			Labels:        n.Labels,
+			Capacity:      n.Spec.Capacity,
+			Services:      map[string]int{},
+		}
+		byName[n.Name] = ni
+		snap.Nodes = append(snap.Nodes, ni)
+	}
+	for _, p := range c.pods {
+		n := byName[p.Spec.NodeName]
+		if n == nil || model.Terminal(p.Status.Phase) || p.Spec.Desired != model.DesiredRunning {
+			continue
+		}
+		r := scheduler.RequestOf(p)
+		n.Allocated.CPUs += r.Resources.CPUs
+		n.Allocated.MemoryMiB += r.Resources.MemoryMiB
+		if r.Service != "" {
+			n.Services[r.Service]++
+		}
+	}
+	sort.Slice(snap.Nodes, func(i, j int) bool { return snap.Nodes[i].Name < snap.Nodes[j].Name })
+	return snap
+}
+
+// bind places every pending pod, oldest first. A bind is a write
+// conditioned on the pod's revision; one that loses a race is retried on
+// the next pass, which the winning write's watch event triggers.
+func (m *Manager) bind(ctx context.Context, c *cache) {
+	var todo []*model.Pod
+	for _, p := range c.podsSnapshot() {
+		if pending(p) {
+			todo = append(todo, p)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	sort.Slice(todo, func(i, j int) bool {
+		if !todo[i].CreatedAt.Equal(todo[j].CreatedAt) {
+			return todo[i].CreatedAt.Before(todo[j].CreatedAt)
+		}
+		return todo[i].Name < todo[j].Name
+	})
+	now := time.Now()
+	snap := c.snapshot(now)
+	for _, p := range todo {
+		if ctx.Err() != nil {
+			return
+		}
+		req := scheduler.RequestOf(p)
+		node, err := scheduler.Schedule(snap, req)
+		cp := *p
+		if err != nil {
+			// Say why once; the pod waits for a change of nodes or pods,
+			// which wakes the binder again.
+			if p.Status.Reason == "Unschedulable" && p.Status.Message == err.Error() {
+				continue
+			}
+			cp.Status.Phase, cp.Status.Reason, cp.Status.Message = model.PhasePending, "Unschedulable", err.Error()
+			if err := m.Store.Update(ctx, &cp, false); err != nil {
+				m.Log.Debug("note unschedulable pod", "pod", p.Tenant+"/"+p.Name, "err", err)
+			}
+			continue
+		}
+		cp.Spec.NodeName = node
+		cp.Status = model.PodStatus{Phase: model.PhaseScheduled, Node: node, ScheduledAt: now.UTC(), RestartCount: p.Status.RestartCount}
+		if err := m.Store.Update(ctx, &cp, true); err != nil {
+			m.Log.Debug("bind pod", "pod", p.Tenant+"/"+p.Name, "err", err)
+			continue
+		}
+		snap.Add(node, req)
+		if m.OnBind != nil {
+			m.OnBind(time.Since(p.CreatedAt))
+		}
+	}
+}
+
+// Pending lists pods waiting for a node (for tests and the admin API).
+func Pending(pods []*model.Pod) []*model.Pod {
+	var out []*model.Pod
+	for _, p := range pods {
+		if pending(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}

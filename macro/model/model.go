@@ -1,0 +1,369 @@
+// Package model is macro's object model: the versioned Go types that
+// macro keeps in etcd and every frontend (Docker, Compose, Kubernetes, the
+// admin API) reads and writes. One model serves them all, so a container
+// started with `docker run` is a pod any other frontend of the same tenant
+// sees.
+//
+// Objects are JSON in etcd. Meta.Revision is etcd's modification revision
+// of the object, filled in on reads and used for optimistic concurrency on
+// writes; it is never stored.
+package model
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// APIVersion is the version of the stored form of every object.
+const APIVersion = "hearth/v1"
+
+// Kinds.
+const (
+	KindTenant  = "tenants"
+	KindNode    = "nodes"
+	KindPod     = "pods"
+	KindService = "services"
+	KindNetwork = "networks"
+	KindVolume  = "volumes"
+	KindSecret  = "secrets"
+	KindConfig  = "configs"
+)
+
+// Meta is what every object has.
+type Meta struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// Tenant owns the object; empty for cluster-scoped kinds (nodes,
+	// tenants).
+	Tenant    string            `json:"tenant,omitempty"`
+	Name      string            `json:"name"`
+	UID       string            `json:"uid"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	CreatedAt time.Time         `json:"createdAt"`
+	// Generation counts changes of the spec; status writes keep it.
+	Generation int64 `json:"generation"`
+	// Revision is etcd's modification revision (not stored).
+	Revision int64 `json:"-"`
+}
+
+// Object is any stored kind.
+type Object interface {
+	GetMeta() *Meta
+}
+
+func (m *Meta) GetMeta() *Meta { return m }
+
+// ClusterScoped reports whether objects of a kind belong to no tenant.
+func ClusterScoped(kind string) bool { return kind == KindNode || kind == KindTenant }
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+
+// ValidName reports whether s names an object: lower-case DNS-subdomain
+// style, as Kubernetes requires, which every frontend's names map into.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Validate checks the fields every object needs.
+func (m *Meta) Validate(kind string) error {
+	if m.Kind != kind {
+		return fmt.Errorf("object of kind %q where %q was expected", m.Kind, kind)
+	}
+	if !ValidName(m.Name) {
+		return fmt.Errorf("invalid %s name %q: lower-case letters, digits, '-' and '.', starting and ending alphanumeric", kind, m.Name)
+	}
+	if ClusterScoped(kind) != (m.Tenant == "") {
+		if m.Tenant == "" {
+			return fmt.Errorf("%s %s has no tenant", kind, m.Name)
+		}
+		return fmt.Errorf("%s are cluster-scoped: %s has a tenant", kind, m.Name)
+	}
+	if m.Tenant != "" && !ValidName(m.Tenant) {
+		return fmt.Errorf("invalid tenant %q", m.Tenant)
+	}
+	return nil
+}
+
+// Tenant is a customer.
+type Tenant struct {
+	Meta
+	Spec TenantSpec `json:"spec"`
+}
+
+// TenantSpec holds a tenant's quotas; zero is no limit.
+type TenantSpec struct {
+	CPUs        int   `json:"cpus,omitempty"`
+	MemoryMiB   int   `json:"memoryMiB,omitempty"`
+	Pods        int   `json:"pods,omitempty"`
+	VolumeBytes int64 `json:"volumeBytes,omitempty"`
+}
+
+// Node roles.
+const (
+	RoleControl = "control"
+	RoleWorker  = "worker"
+)
+
+// Node is a machine that runs pods.
+type Node struct {
+	Meta
+	Spec   NodeSpec   `json:"spec"`
+	Status NodeStatus `json:"status"`
+}
+
+// NodeSpec is what a node offers.
+type NodeSpec struct {
+	Role string `json:"role"`
+	// Address is where the node's API listens (host:port); empty for a
+	// single node.
+	Address  string    `json:"address,omitempty"`
+	Capacity Resources `json:"capacity"`
+	// Unschedulable keeps new pods off (drain).
+	Unschedulable bool `json:"unschedulable,omitempty"`
+}
+
+// Node states.
+const (
+	NodeReady    = "Ready"
+	NodeNotReady = "NotReady"
+	NodeDown     = "Down"
+)
+
+// NodeStatus is the node's observed state.
+type NodeStatus struct {
+	State     string    `json:"state"`
+	Accel     string    `json:"accel,omitempty"`
+	Heartbeat time.Time `json:"heartbeat,omitempty"`
+}
+
+// Resources are CPU and memory.
+type Resources struct {
+	CPUs      int `json:"cpus"`
+	MemoryMiB int `json:"memoryMiB"`
+}
+
+// Pod is one microVM with its containers.
+type Pod struct {
+	Meta
+	Spec   PodSpec   `json:"spec"`
+	Status PodStatus `json:"status"`
+}
+
+// Desired states of a pod.
+const (
+	DesiredRunning = "running"
+	DesiredStopped = "stopped"
+)
+
+// PodSpec is what a pod should be.
+type PodSpec struct {
+	Containers []Container `json:"containers"`
+	Resources  Resources   `json:"resources"`
+	Restart    Restart     `json:"restart"`
+	Volumes    []Volume    `json:"volumes,omitempty"`
+	Networks   []string    `json:"networks,omitempty"`
+	Hostname   string      `json:"hostname,omitempty"`
+	// NodeSelector constrains placement to nodes whose labels match.
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// NodeName is the binding: set by the scheduler (or given, for a pod
+	// pinned to a node, like one with a local volume).
+	NodeName string `json:"nodeName,omitempty"`
+	// Desired is running or stopped.
+	Desired string `json:"desired"`
+	// StopTimeout is the seconds a stop waits before SIGKILL.
+	StopTimeout int `json:"stopTimeout,omitempty"`
+}
+
+// Container is one process tree of a pod.
+type Container struct {
+	Name  string `json:"name"`
+	Image string `json:"image"`
+	// Command replaces the image's entrypoint, Args its cmd (Kubernetes'
+	// meaning); nil keeps the image's.
+	Command    []string `json:"command,omitempty"`
+	Args       []string `json:"args,omitempty"`
+	Env        []string `json:"env,omitempty"`
+	WorkingDir string   `json:"workingDir,omitempty"`
+	User       string   `json:"user,omitempty"`
+	TTY        bool     `json:"tty,omitempty"`
+	Stdin      bool     `json:"stdin,omitempty"`
+	Mounts     []Mount  `json:"mounts,omitempty"`
+	ReadOnly   bool     `json:"readOnlyRootfs,omitempty"`
+	StopSignal int      `json:"stopSignal,omitempty"`
+}
+
+// Mount places a pod volume in a container.
+type Mount struct {
+	Volume   string `json:"volume"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// Volume is storage of a pod: a named volume object, a host directory
+// (admin only), or tmpfs.
+type Volume struct {
+	Name string `json:"name"`
+	// Type is volume (a Volume object), bind or tmpfs.
+	Type      string `json:"type"`
+	Source    string `json:"source,omitempty"`
+	SizeBytes int64  `json:"sizeBytes,omitempty"`
+}
+
+// Restart policies, as Docker names them.
+const (
+	RestartNo            = "no"
+	RestartOnFailure     = "on-failure"
+	RestartAlways        = "always"
+	RestartUnlessStopped = "unless-stopped"
+)
+
+// Restart is a pod's restart policy.
+type Restart struct {
+	Policy string `json:"policy"`
+	// MaxRetries bounds on-failure restarts; 0 is no bound.
+	MaxRetries int `json:"maxRetries,omitempty"`
+}
+
+// Pod phases.
+const (
+	PhasePending   = "Pending"   // waiting for a node
+	PhaseScheduled = "Scheduled" // bound, not started yet
+	PhaseStarting  = "Starting"
+	PhaseRunning   = "Running"
+	PhaseExited    = "Exited" // every container exited; see ExitCode
+	PhaseFailed    = "Failed" // could not run; see Reason
+	PhaseLost      = "Lost"   // its node is gone
+)
+
+// PodStatus is what the pod is.
+type PodStatus struct {
+	Phase   string `json:"phase"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Node runs (or ran) the pod.
+	Node string `json:"node,omitempty"`
+	IP   string `json:"ip,omitempty"`
+	// CradleID is the pod's VM on its node.
+	CradleID     string            `json:"cradleId,omitempty"`
+	ExitCode     int               `json:"exitCode,omitempty"`
+	Containers   []ContainerStatus `json:"containers,omitempty"`
+	RestartCount int               `json:"restartCount,omitempty"`
+	StartedAt    time.Time         `json:"startedAt,omitempty"`
+	FinishedAt   time.Time         `json:"finishedAt,omitempty"`
+	// ScheduledAt is when the scheduler bound the pod.
+	ScheduledAt time.Time `json:"scheduledAt,omitempty"`
+}
+
+// ContainerStatus is one container's part of PodStatus.
+type ContainerStatus struct {
+	Name      string `json:"name"`
+	State     string `json:"state"`
+	ExitCode  int    `json:"exitCode,omitempty"`
+	OOMKilled bool   `json:"oomKilled,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Terminal reports whether a phase is final for this incarnation.
+func Terminal(phase string) bool {
+	return phase == PhaseExited || phase == PhaseFailed || phase == PhaseLost
+}
+
+// Validate checks a pod's spec.
+func (p *Pod) Validate() error {
+	if err := p.Meta.Validate(KindPod); err != nil {
+		return err
+	}
+	s := &p.Spec
+	if len(s.Containers) == 0 {
+		return fmt.Errorf("pod %s has no containers", p.Name)
+	}
+	seen := map[string]bool{}
+	for _, c := range s.Containers {
+		if !ValidName(c.Name) || seen[c.Name] {
+			return fmt.Errorf("pod %s: invalid or duplicate container name %q", p.Name, c.Name)
+		}
+		seen[c.Name] = true
+		if c.Image == "" {
+			return fmt.Errorf("pod %s: container %s has no image", p.Name, c.Name)
+		}
+	}
+	if s.Resources.CPUs < 1 || s.Resources.MemoryMiB < 64 {
+		return fmt.Errorf("pod %s: resources %d CPUs, %d MiB: want at least 1 CPU and 64 MiB", p.Name, s.Resources.CPUs, s.Resources.MemoryMiB)
+	}
+	switch s.Restart.Policy {
+	case RestartNo, RestartOnFailure, RestartAlways, RestartUnlessStopped:
+	default:
+		return fmt.Errorf("pod %s: unknown restart policy %q", p.Name, s.Restart.Policy)
+	}
+	if s.Restart.MaxRetries < 0 {
+		return fmt.Errorf("pod %s: negative maximum retry count", p.Name)
+	}
+	switch s.Desired {
+	case DesiredRunning, DesiredStopped:
+	default:
+		return fmt.Errorf("pod %s: desired state %q: want running or stopped", p.Name, s.Desired)
+	}
+	return nil
+}
+
+// Service is a replicated pod template.
+type Service struct {
+	Meta
+	Spec   ServiceSpec   `json:"spec"`
+	Status ServiceStatus `json:"status"`
+}
+
+// ServiceSpec says how many pods of which template.
+type ServiceSpec struct {
+	Replicas int     `json:"replicas"`
+	Template PodSpec `json:"template"`
+	// Update is how a changed template rolls out: "recreate" (the
+	// default) or "rolling".
+	Update string `json:"update,omitempty"`
+}
+
+// ServiceStatus counts the service's pods.
+type ServiceStatus struct {
+	Replicas int `json:"replicas"`
+	Running  int `json:"running"`
+}
+
+// Network, Volume, Secret and Config are kept by macro for their
+// frontends; their behaviour arrives with the issues that need them.
+
+// Network is a tenant network.
+type Network struct {
+	Meta
+	Spec NetworkSpec `json:"spec"`
+}
+
+// NetworkSpec is a network's addressing.
+type NetworkSpec struct {
+	Subnet   string `json:"subnet,omitempty"`
+	Gateway  string `json:"gateway,omitempty"`
+	Internal bool   `json:"internal,omitempty"`
+}
+
+// VolumeObject is a named volume.
+type VolumeObject struct {
+	Meta
+	Spec VolumeSpec `json:"spec"`
+}
+
+// VolumeSpec is a named volume's size and home node.
+type VolumeSpec struct {
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// Node holds a local volume; pods that use it go there.
+	Node string `json:"node,omitempty"`
+}
+
+// Secret is sensitive data for pods.
+type Secret struct {
+	Meta
+	Data map[string][]byte `json:"data"`
+}
+
+// Config is non-sensitive data for pods.
+type Config struct {
+	Meta
+	Data map[string][]byte `json:"data"`
+}
