@@ -295,7 +295,7 @@ func registryError(r name.Reference, err error) error {
 	var ne net.Error
 	var dns *net.DNSError
 	if errors.As(err, &ne) || errors.As(err, &dns) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-		return errdefs.Unavailable("registry %s is unreachable: %v", r.Context().RegistryStr(), err)
+		return errdefs.Unavailable("pull %s: registry %s is unreachable: %v", Familiar(Canonical(r)), r.Context().RegistryStr(), err)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
