@@ -44,6 +44,16 @@ type Runtime struct {
 	Log *slog.Logger
 	// LogLevel is passed on to supervisors.
 	LogLevel string
+	// Bridge is where pods without a network of their own go; the zero
+	// value means host.DefaultBridge.
+	Bridge host.Bridge
+}
+
+func (r *Runtime) bridge() host.Bridge {
+	if r.Bridge.Name == "" {
+		return host.DefaultBridge
+	}
+	return r.Bridge
 }
 
 // NewID returns a new pod ID.
@@ -378,7 +388,7 @@ func (r *Runtime) Remove(p *Pod, force bool) error {
 func (r *Runtime) ipam() *host.IPAM {
 	return &host.IPAM{
 		Path:   filepath.Join(r.DataDir, "cradle", "ipam.json"),
-		Bridge: host.DefaultBridge,
+		Bridge: r.bridge(),
 		Alive: func(id string) bool {
 			_, err := os.Stat(r.Paths(id).Dir)
 			return err == nil
@@ -389,7 +399,7 @@ func (r *Runtime) ipam() *host.IPAM {
 // DefaultNetwork sets pod id up on the default bridge, with NAT to the
 // host's network: it makes sure the bridge exists and leases an address.
 func (r *Runtime) DefaultNetwork(id string) (*spec.Network, error) {
-	br := host.DefaultBridge
+	br := r.bridge()
 	if err := br.Ensure(); err != nil {
 		return nil, err
 	}

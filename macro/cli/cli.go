@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hearth-cloud/hearth/api/admin"
+	"github.com/hearth-cloud/hearth/cradle/host"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/node"
@@ -38,16 +40,53 @@ func (g *Globals) client() *admin.Client {
 	return admin.NewClient(filepath.Join(g.RunDir, "hearth.sock"))
 }
 
-// Commands returns up, node, pod and service.
+// Commands returns up, join-token, node, pod and service.
 func Commands(g *Globals) []*cobra.Command {
-	return []*cobra.Command{upCmd(g), nodeCmd(g), podCmd(g), serviceCmd(g)}
+	return []*cobra.Command{upCmd(g), joinTokenCmd(g), nodeCmd(g), podCmd(g), serviceCmd(g)}
+}
+
+func joinTokenCmd(g *Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "join-token",
+		Short: "Print the token other nodes join this cluster with (hearth up --join HOST:PORT --token T)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out struct{ Token string }
+			if err := g.client().Do(cmd.Context(), "GET", "/v1/join-token", nil, &out); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out.Token)
+			return nil
+		},
+	}
+}
+
+// parseBridge makes a pod bridge from --pod-bridge and --pod-cidr: the
+// gateway is the subnet's first address.
+func parseBridge(name, cidr string) (host.Bridge, error) {
+	br := host.DefaultBridge
+	if name != "" {
+		if len(name) > 15 {
+			return br, errdefs.InvalidArgument("--pod-bridge %q: at most 15 characters", name)
+		}
+		br.Name = name
+	}
+	if cidr != "" {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil || !p.Addr().Is4() || p.Bits() > 29 {
+			return br, errdefs.InvalidArgument("invalid --pod-cidr %q: want an IPv4 subnet of at least 8 addresses", cidr)
+		}
+		br.Subnet = p.Masked()
+		br.Gateway = br.Subnet.Addr().Next()
+	}
+	return br, nil
 }
 
 func upCmd(g *Globals) *cobra.Command {
 	var o node.Options
 	var ttl time.Duration
 	var labels []string
-	var etcdEndpoints string
+	var etcdEndpoints, bridge, podCIDR string
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Run a Hearth node in the foreground (a complete single-node cluster by default)",
@@ -68,6 +107,13 @@ func upCmd(g *Globals) *cobra.Command {
 			if etcdEndpoints != "" {
 				o.EtcdEndpoints = strings.Split(etcdEndpoints, ",")
 			}
+			if bridge != "" || podCIDR != "" {
+				br, err := parseBridge(bridge, podCIDR)
+				if err != nil {
+					return err
+				}
+				o.Bridge = br
+			}
 			o.Labels = map[string]string{}
 			for _, l := range labels {
 				k, v, ok := strings.Cut(l, "=")
@@ -84,8 +130,13 @@ func upCmd(g *Globals) *cobra.Command {
 	fl.StringVar(&o.Role, "role", model.RoleControl, "this node's role: control or worker")
 	fl.StringVar(&o.Accel, "accel", "auto", "accelerator for pods: auto, kvm or tcg")
 	fl.DurationVar(&ttl, "lease-ttl", 10*time.Second, "node heartbeat lease; a node silent this long is lost")
-	fl.StringVar(&o.EtcdClientURL, "etcd-listen-client", "http://127.0.0.1:2379", "where the embedded etcd serves clients")
-	fl.StringVar(&o.EtcdPeerURL, "etcd-listen-peer", "http://127.0.0.1:2380", "where the embedded etcd serves peers")
+	fl.StringVar(&o.Listen, "listen", "", "node API address HOST:PORT (mutual TLS): where other nodes join and reach this one")
+	fl.StringVar(&o.Join, "join", "", "join the cluster of the node at HOST:PORT")
+	fl.StringVar(&o.Token, "token", "", "join token (`hearth join-token` on a control node)")
+	fl.StringVar(&o.EtcdClientURL, "etcd-listen-client", "", "where the embedded etcd serves clients (default: port after --listen, or https://127.0.0.1:2379)")
+	fl.StringVar(&o.EtcdPeerURL, "etcd-listen-peer", "", "where the embedded etcd serves peers (default: two ports after --listen, or https://127.0.0.1:2380)")
+	fl.StringVar(&bridge, "pod-bridge", "", "host bridge of this node's pods (default hearth0)")
+	fl.StringVar(&podCIDR, "pod-cidr", "", "addresses of this node's pods (default 10.88.0.0/16)")
 	fl.StringVar(&etcdEndpoints, "etcd-endpoints", "", "use this external etcd cluster (comma-separated URLs) instead of an embedded one")
 	fl.StringArrayVar(&labels, "label", nil, "node label KEY=VALUE, for placement constraints")
 	fl.Float64Var(&o.CPUOvercommit, "cpu-overcommit", 4, "vCPUs pods may reserve per host CPU")

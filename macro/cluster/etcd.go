@@ -5,6 +5,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -27,7 +29,43 @@ type EtcdConfig struct {
 	// uses unix sockets under RunDir and no peer port at all.
 	ClientURL string
 	PeerURL   string
-	Log       *slog.Logger
+	// PKI holds the node's certificate: peers and clients speak mutual
+	// TLS signed by the cluster CA. Without it (tests), plain HTTP.
+	PKI TLSFiles
+	// InitialCluster lists the members to start with (name=peerURL,...);
+	// empty starts a new one-member cluster.
+	InitialCluster string
+	Log            *slog.Logger
+}
+
+// TLSFiles are a node's certificate, key and CA files.
+type TLSFiles struct {
+	Cert, Key, CA string
+}
+
+func (f TLSFiles) info() transport.TLSInfo {
+	return transport.TLSInfo{CertFile: f.Cert, KeyFile: f.Key, TrustedCAFile: f.CA, ClientCertAuth: true}
+}
+
+// NewClient connects to etcd endpoints with the node's certificate.
+func NewClient(endpoints []string, files TLSFiles) (*clientv3.Client, error) {
+	var tlsCfg *tls.Config
+	if files.Cert != "" {
+		var err error
+		if tlsCfg, err = files.info().ClientConfig(); err != nil {
+			return nil, fmt.Errorf("etcd client TLS: %w", err)
+		}
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		TLS:         tlsCfg,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	return cli, nil
 }
 
 // Etcd is a running embedded member and a client of it.
@@ -59,7 +97,15 @@ func StartEtcd(ctx context.Context, c EtcdConfig) (*Etcd, error) {
 	cfg.ListenPeerUrls = []url.URL{*purl}
 	cfg.AdvertisePeerUrls = []url.URL{*purl}
 	cfg.InitialCluster = fmt.Sprintf("%s=%s", c.Name, purl)
+	if c.InitialCluster != "" {
+		cfg.InitialCluster = c.InitialCluster
+		cfg.ClusterState = embed.ClusterStateFlagExisting
+	}
 	cfg.InitialClusterToken = "hearth"
+	if c.PKI.Cert != "" {
+		cfg.ClientTLSInfo = c.PKI.info()
+		cfg.PeerTLSInfo = c.PKI.info()
+	}
 	// Compact history hourly: watches need recent history, not all of it.
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
@@ -75,23 +121,47 @@ func StartEtcd(ctx context.Context, c EtcdConfig) (*Etcd, error) {
 	case err := <-srv.Err():
 		srv.Close()
 		return nil, fmt.Errorf("etcd: %w", err)
-	case <-time.After(60 * time.Second):
+	case <-time.After(5 * time.Minute):
 		srv.Close()
 		return nil, fmt.Errorf("etcd in %s did not become ready", c.DataDir)
 	case <-ctx.Done():
 		srv.Close()
 		return nil, ctx.Err()
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{c.ClientURL},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
+	cli, err := NewClient([]string{c.ClientURL}, c.PKI)
 	if err != nil {
 		srv.Close()
-		return nil, fmt.Errorf("etcd client: %w", err)
+		return nil, err
 	}
 	return &Etcd{srv: srv, Client: cli}, nil
+}
+
+// ID is this member's etcd ID.
+func (e *Etcd) ID() uint64 { return uint64(e.srv.Server.MemberID()) }
+
+// Promote turns this member, added as a learner, into a voting member,
+// once it has caught up with the leader; others are the existing members'
+// client URLs (a learner does not serve clients).
+func (e *Etcd) Promote(ctx context.Context, others []string, files TLSFiles) error {
+	cli, err := NewClient(others, files)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := cli.MemberPromote(cctx, e.ID())
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("promote etcd member: %w", err)
+		}
+		// Not caught up yet: the leader says when it is.
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // Close stops the client and the member.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -32,6 +33,7 @@ import (
 	"github.com/hearth-cloud/hearth/macro/cluster"
 	"github.com/hearth-cloud/hearth/macro/controller"
 	"github.com/hearth-cloud/hearth/macro/model"
+	"github.com/hearth-cloud/hearth/macro/pki"
 	"github.com/hearth-cloud/hearth/macro/store"
 )
 
@@ -42,9 +44,17 @@ type Options struct {
 	DataDir string
 	RunDir  string
 	Accel   string
+	// Listen is where the node API listens (HOST:PORT, mutual TLS): joins,
+	// and later the data path. Empty keeps the node to itself.
+	Listen string
+	// Join and Token make this node join the cluster a node at Join
+	// belongs to.
+	Join  string
+	Token string
 	// LeaseTTL is the node heartbeat's time to live.
 	LeaseTTL time.Duration
-	// EtcdClientURL and EtcdPeerURL are where the embedded member listens.
+	// EtcdClientURL and EtcdPeerURL are where the embedded member listens;
+	// by default next to Listen, or on loopback.
 	EtcdClientURL string
 	EtcdPeerURL   string
 	// EtcdEndpoints, when set, use an external etcd cluster instead.
@@ -53,8 +63,10 @@ type Options struct {
 	// CPUOvercommit multiplies the host's CPUs into the vCPUs pods may
 	// reserve.
 	CPUOvercommit float64
-	Log           *slog.Logger
-	LogLevel      string
+	// Bridge is the host bridge this node's pods join.
+	Bridge   host.Bridge
+	Log      *slog.Logger
+	LogLevel string
 	// Ready is closed once the node serves.
 	Ready chan struct{}
 }
@@ -68,6 +80,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if !model.ValidName(o.Name) {
 		return errdefs.InvalidArgument("invalid node name %q: use lower-case letters, digits and '-'", o.Name)
+	}
+	if (o.Join == "") != (o.Token == "") {
+		return errdefs.InvalidArgument("--join and --token go together")
+	}
+	if o.Join != "" && o.Listen == "" {
+		return errdefs.InvalidArgument("a joining node needs --listen HOST:PORT, where the cluster reaches it")
 	}
 	for _, d := range []string{o.DataDir, o.RunDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -94,27 +112,15 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	rt := &cradle.Runtime{DataDir: o.DataDir, RunDir: o.RunDir, Log: o.Log, LogLevel: o.LogLevel}
+	rt := &cradle.Runtime{DataDir: o.DataDir, RunDir: o.RunDir, Log: o.Log, LogLevel: o.LogLevel, Bridge: o.Bridge}
 
-	var cli *clientv3.Client
-	if len(o.EtcdEndpoints) > 0 {
-		cli, err = clientv3.New(clientv3.Config{Endpoints: o.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			return fmt.Errorf("connect to etcd %v: %w", o.EtcdEndpoints, err)
-		}
-		defer cli.Close()
-	} else {
-		etcd, err := cluster.StartEtcd(ctx, cluster.EtcdConfig{
-			Name: o.Name, DataDir: filepath.Join(o.DataDir, "etcd"),
-			ClientURL: o.EtcdClientURL, PeerURL: o.EtcdPeerURL, Log: o.Log,
-		})
-		if err != nil {
-			return err
-		}
-		defer etcd.Close()
-		cli = etcd.Client
+	cli, closeEtcd, mem, err := o.state(ctx)
+	if err != nil {
+		return err
 	}
+	defer closeEtcd()
 	st := store.New(cli)
+	pkiDir := pki.Dir(filepath.Join(o.DataDir, "pki"))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -122,7 +128,7 @@ func Run(ctx context.Context, o Options) error {
 	images.LayersInUse = rt.LayersInUse
 
 	ag := &agent.Agent{
-		Node: o.Name, Role: o.Role, Labels: o.Labels, Accel: accel, LeaseTTL: o.LeaseTTL,
+		Node: o.Name, Role: mem.Role, Address: o.Listen, Labels: o.Labels, Accel: accel, LeaseTTL: o.LeaseTTL,
 		Capacity: capacity(o.CPUOvercommit),
 		Store:    st,
 		VMM:      &cradleVMM{rt: rt, accel: accel},
@@ -130,17 +136,39 @@ func Run(ctx context.Context, o Options) error {
 		NewID:    cradle.NewID,
 		Log:      o.Log,
 	}
-	mgr := &controller.Manager{Node: o.Name, Store: st, Log: o.Log, LeaseTTL: o.LeaseTTL}
-	api := &admin.Server{Store: st, Log: o.Log}
+	api := &admin.Server{Store: st, Log: o.Log, JoinToken: func() (string, error) {
+		if o.Listen == "" {
+			return "", errdefs.FailedPrecondition("this node has no --listen address: restart it with --listen HOST:PORT so that nodes can join")
+		}
+		ca, err := pkiDir.LoadCA()
+		if err != nil || ca == nil {
+			return "", errdefs.FailedPrecondition("this node cannot admit nodes (it holds no CA key); ask a control node")
+		}
+		secret, err := cluster.JoinSecret(context.Background(), cli)
+		if err != nil {
+			return "", err
+		}
+		return cluster.Token{CAHash: pki.Hash(ca.Cert), Secret: secret}.String(), nil
+	}}
 	if err := api.Serve(filepath.Join(o.RunDir, "hearth.sock")); err != nil {
 		return err
 	}
 	defer api.Close()
+	if o.Listen != "" {
+		srv, err := serveNodeAPI(o.Listen, pkiDir, cli, st)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- ag.Run(ctx) }()
-	go func() { errc <- mgr.Run(ctx) }()
-	o.Log.Info("hearth is up", "node", o.Name, "accel", accel, "in", time.Since(start).Round(time.Millisecond),
+	if mem.Role == model.RoleControl {
+		mgr := &controller.Manager{Node: o.Name, Store: st, Log: o.Log, LeaseTTL: o.LeaseTTL}
+		go func() { errc <- mgr.Run(ctx) }()
+	}
+	o.Log.Info("hearth is up", "node", o.Name, "role", mem.Role, "accel", accel, "in", time.Since(start).Round(time.Millisecond),
 		"admin", filepath.Join(o.RunDir, "hearth.sock"))
 	if o.Ready != nil {
 		close(o.Ready)
@@ -155,6 +183,111 @@ func Run(ctx context.Context, o Options) error {
 	cancel()
 	o.Log.Info("hearth is stopping; pods keep running")
 	return err
+}
+
+// state connects the node to the cluster's state: it makes or joins the
+// cluster on first start, then starts the embedded member (control) or
+// connects to the members (worker, or an external etcd).
+func (o *Options) state(ctx context.Context) (*clientv3.Client, func(), *membership, error) {
+	pkiDir := pki.Dir(filepath.Join(o.DataDir, "pki"))
+	mem, err := loadMembership(o.DataDir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if mem != nil && mem.Name != o.Name {
+		return nil, nil, nil, errdefs.FailedPrecondition("data dir %s belongs to node %q, not %q", o.DataDir, mem.Name, o.Name)
+	}
+	clientURL, peerURL := o.EtcdClientURL, o.EtcdPeerURL
+	if o.Listen != "" && clientURL == "" {
+		if clientURL, peerURL, err = etcdURLs(o.Listen); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if clientURL == "" {
+		clientURL, peerURL = "https://127.0.0.1:2379", "https://127.0.0.1:2380"
+	}
+	var hosts []string
+	if h, _, err := net.SplitHostPort(o.Listen); err == nil {
+		hosts = append(hosts, h)
+	}
+	files := cluster.TLSFiles{Cert: pkiDir.NodeCert(), Key: pkiDir.NodeKey(), CA: pkiDir.CACert()}
+
+	initialCluster := ""
+	abort := func() {}
+	if mem == nil {
+		mem = &membership{Name: o.Name, Role: o.Role}
+		switch {
+		case o.Join != "":
+			if o.Role == model.RoleControl {
+				if err := checkFree(clientURL, peerURL, o.Listen); err != nil {
+					return nil, nil, nil, err
+				}
+			}
+			resp, undo, err := join(ctx, o, pkiDir, clientURL, peerURL)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			abort = undo
+			initialCluster = resp.InitialCluster
+			mem.Endpoints, mem.Joined = resp.Endpoints, true
+		case len(o.EtcdEndpoints) > 0:
+			mem.Endpoints = o.EtcdEndpoints
+			if !pkiDir.Exists() {
+				if err := bootstrap(pkiDir, o.Name, hosts); err != nil {
+					return nil, nil, nil, err
+				}
+			}
+		default:
+			if err := bootstrap(pkiDir, o.Name, hosts); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+	}
+	if len(o.EtcdEndpoints) > 0 {
+		// An external cluster speaks its own TLS (or none); its client
+		// URLs say which.
+		cli, err := clientv3.New(clientv3.Config{Endpoints: o.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("connect to etcd %v: %w", o.EtcdEndpoints, err)
+		}
+		if err := mem.save(o.DataDir); err != nil {
+			return nil, nil, nil, err
+		}
+		return cli, func() { cli.Close() }, mem, nil
+	}
+	if mem.Role == model.RoleWorker {
+		cli, err := cluster.NewClient(mem.Endpoints, files)
+		if err != nil {
+			abort()
+			return nil, nil, nil, err
+		}
+		if err := mem.save(o.DataDir); err != nil {
+			return nil, nil, nil, err
+		}
+		return cli, func() { cli.Close() }, mem, nil
+	}
+	etcd, err := cluster.StartEtcd(ctx, cluster.EtcdConfig{
+		Name: o.Name, DataDir: filepath.Join(o.DataDir, "etcd"),
+		ClientURL: clientURL, PeerURL: peerURL, PKI: files,
+		InitialCluster: initialCluster, Log: o.Log,
+	})
+	if err != nil {
+		abort()
+		return nil, nil, nil, err
+	}
+	if initialCluster != "" {
+		if err := etcd.Promote(ctx, mem.Endpoints, files); err != nil {
+			etcd.Close()
+			abort()
+			return nil, nil, nil, err
+		}
+		mem.Endpoints = append(mem.Endpoints, clientURL)
+	}
+	if err := mem.save(o.DataDir); err != nil {
+		etcd.Close()
+		return nil, nil, nil, err
+	}
+	return etcd.Client, etcd.Close, mem, nil
 }
 
 // lockDataDir makes sure one hearth at a time uses a data dir.

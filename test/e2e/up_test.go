@@ -36,7 +36,7 @@ func newUpNode(t *testing.T, name string) *upNode {
 		t.Fatal(err)
 	}
 	n := &upNode{t: t, name: name, data: filepath.Join(dir, "d"), run: filepath.Join(dir, "r"),
-		etcdClient: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), etcdPeer: fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
+		etcdClient: fmt.Sprintf("https://127.0.0.1:%d", freePort(t)), etcdPeer: fmt.Sprintf("https://127.0.0.1:%d", freePort(t))}
 	t.Cleanup(func() {
 		n.stop()
 		// The pods outlive hearth by design: remove them for good here.
