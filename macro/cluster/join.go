@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hearth-cloud/hearth/internal/errdefs"
@@ -196,7 +197,7 @@ func (a *Admitter) admit(ctx context.Context, req *JoinRequest) (*JoinResponse, 
 		// As a learner first: a learner does not count towards quorum, so
 		// a joiner that never starts cannot stall the cluster. The joiner
 		// promotes itself once it has caught up.
-		added, err := a.Client.MemberAddAsLearner(cctx, []string{req.PeerURL})
+		added, err := a.addLearner(ctx, req.PeerURL)
 		if err != nil {
 			return nil, errdefs.Unavailable("add etcd member %s: %v", req.PeerURL, err)
 		}
@@ -226,6 +227,26 @@ func (a *Admitter) admit(ctx context.Context, req *JoinRequest) (*JoinResponse, 
 		}
 	}
 	return resp, nil
+}
+
+// addLearner adds a learner, waiting out etcd's refusal to change
+// membership while a member that just joined is not yet counted healthy
+// (its first seconds), which is what joining nodes back to back meets.
+func (a *Admitter) addLearner(ctx context.Context, peerURL string) (*clientv3.MemberAddResponse, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := a.Client.MemberAddAsLearner(cctx, []string{peerURL})
+		cancel()
+		if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func (a *Admitter) removeMember(ctx context.Context, peerURL string) error {

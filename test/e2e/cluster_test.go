@@ -1,0 +1,246 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hearth-cloud/hearth/api/admin"
+	"github.com/hearth-cloud/hearth/macro/model"
+)
+
+// threePorts finds a port p with p+1 and p+2 free too (node API, etcd
+// client, etcd peer).
+func threePorts(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		p := freePort(t)
+		ok := true
+		for _, q := range []int{p + 1, p + 2} {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
+			if err != nil {
+				ok = false
+				break
+			}
+			ln.Close()
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatal("no three free ports in a row")
+	return 0
+}
+
+// clusterNode is a node of a multi-node cluster on loopback.
+type clusterNode struct {
+	*upNode
+	listen string
+	extra  []string
+}
+
+func newClusterNode(t *testing.T, name string, subnet int, extra ...string) *clusterNode {
+	n := newUpNode(t, name)
+	c := &clusterNode{upNode: n, listen: fmt.Sprintf("127.0.0.1:%d", threePorts(t))}
+	c.extra = append([]string{"--listen", c.listen, "--pod-bridge", "hth-e2e-" + name, "--pod-cidr", fmt.Sprintf("10.91.%d.0/24", subnet)}, extra...)
+	return c
+}
+
+// boot starts the node with its flags; a node's etcd URLs follow from
+// --listen, so the upNode's own are not passed.
+func (c *clusterNode) boot(extra ...string) {
+	c.t.Helper()
+	args := c.args(append(append([]string{"up", "--name", c.name, "--lease-ttl", "3s"}, c.extra...), extra...)...)
+	c.cmd = exec.Command(hearthB, args...)
+	c.log = &syncBuffer{}
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(c.log.String(), "hearth is up") {
+		if c.cmd.ProcessState != nil || time.Now().After(deadline) {
+			c.t.Fatalf("%s did not come up:\n%s", c.name, c.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *clusterNode) kill() {
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	c.cmd.Wait()
+}
+
+func (c *clusterNode) admin() *admin.Client {
+	return admin.NewClient(filepath.Join(c.run, "hearth.sock"))
+}
+
+func (c *clusterNode) leads() bool {
+	l := c.log.String()
+	return strings.LastIndex(l, "leading the cluster") > strings.LastIndex(l, "lost leadership")
+}
+
+func TestCluster(t *testing.T) {
+	reg := startRegistry(t, noAuth)
+	image := pushArchive(t, img.busybox, reg.Host+"/e2e/busybox:1")
+
+	n1 := newClusterNode(t, "n1", 1)
+	n1.boot()
+	token := strings.TrimSpace(n1.must("join-token"))
+	join := []string{"--join", n1.listen, "--token", token}
+	n2 := newClusterNode(t, "n2", 2, join...)
+	n3 := newClusterNode(t, "n3", 3, join...)
+	w1 := newClusterNode(t, "w1", 4, append(join, "--role", "worker", "--label", "pool=workers")...)
+	w2 := newClusterNode(t, "w2", 5, append(join, "--role", "worker", "--label", "pool=workers")...)
+	for _, n := range []*clusterNode{n2, n3, w1, w2} {
+		n.boot()
+	}
+	ls := n3.must("node", "ls")
+	for _, want := range []string{"n1", "n2", "n3", "w1", "w2"} {
+		if !strings.Contains(ls, want) {
+			t.Fatalf("node ls lacks %s:\n%s", want, ls)
+		}
+	}
+	if strings.Count(ls, "Ready") != 5 {
+		t.Fatalf("not all nodes ready:\n%s", ls)
+	}
+
+	// Joining twice under one name, or with another cluster's token, is
+	// refused, and changes nothing.
+	dup := newClusterNode(t, "w1", 6, append(join, "--role", "worker")...)
+	if r := dup.hearth(append([]string{"up", "--name", "w1", "--lease-ttl", "3s"}, dup.extra...)...); r.code == 0 || !strings.Contains(r.stderr, "already in the cluster") {
+		t.Fatalf("a second w1: %s", r)
+	}
+	bad := newClusterNode(t, "x1", 7, "--join", n1.listen, "--token", "hearth1."+strings.Repeat("0", 64)+"."+strings.Repeat("1", 32))
+	if r := bad.hearth(append([]string{"up", "--name", "x1", "--lease-ttl", "3s"}, bad.extra...)...); r.code == 0 || !strings.Contains(r.stderr, "does not match the join token") {
+		t.Fatalf("a foreign token: %s", r)
+	}
+
+	// A service pinned to the workers spreads over both.
+	svc := `{"name": "spread", "spec": {"replicas": 2, "template": {"containers": [{"name": "main", "image": "` + image + `",
+		"command": ["sleep", "600"]}], "nodeSelector": {"pool": "workers"}, "resources": {"cpus": 1, "memoryMiB": 96}}}}`
+	f := filepath.Join(t.TempDir(), "svc.json")
+	writeFile(t, f, svc)
+	n2.must("service", "create", "-f", f)
+	var onW1 string
+	eventually(t, 3*time.Minute, "the service's pods to run on both workers", func() bool {
+		pods, err := n2.admin().Pods(context.Background(), "admin")
+		if err != nil {
+			return false
+		}
+		nodes := map[string]string{}
+		for _, p := range pods {
+			if strings.HasPrefix(p.Name, "spread-") && p.Status.Phase == model.PhaseRunning {
+				nodes[p.Spec.NodeName] = p.Name
+			}
+		}
+		onW1 = nodes["w1"]
+		return nodes["w1"] != "" && nodes["w2"] != ""
+	})
+
+	// Writes while the leader dies: every acknowledged one survives, and
+	// the scheduler resumes under a new leader.
+	if !n1.leads() {
+		t.Fatalf("n1 does not lead:\n%s", n1.log)
+	}
+	var mu sync.Mutex
+	var acked []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cl := n3.admin()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p := &model.Pod{Meta: model.Meta{Tenant: "admin", Name: fmt.Sprintf("write-%d", i)}, Spec: model.PodSpec{
+				Containers:   []model.Container{{Name: "main", Image: image, Command: []string{"true"}}},
+				NodeSelector: map[string]string{"pool": "nowhere"},
+			}}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := cl.CreatePod(ctx, p)
+			cancel()
+			if err == nil {
+				mu.Lock()
+				acked = append(acked, p.Name)
+				mu.Unlock()
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	n1.kill()
+	eventually(t, time.Minute, "a new leader", func() bool { return n2.leads() || n3.leads() })
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	pods, err := n3.admin().Pods(context.Background(), "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, p := range pods {
+		have[p.Name] = true
+	}
+	for _, name := range acked {
+		if !have[name] {
+			t.Errorf("acknowledged write %s is lost", name)
+		}
+	}
+	if len(acked) < 10 {
+		t.Fatalf("only %d writes were acknowledged", len(acked))
+	}
+	fresh := `{"name": "after-failover", "spec": {"containers": [{"name": "main", "image": "` + image + `", "command": ["sleep", "600"]}],
+		"resources": {"cpus": 1, "memoryMiB": 96}}}`
+	f2 := filepath.Join(t.TempDir(), "pod.json")
+	writeFile(t, f2, fresh)
+	n2.must("pod", "create", "-f", f2)
+	eventually(t, 2*time.Minute, "the scheduler to bind after the failover", func() bool {
+		p, err := n2.admin().Pod(context.Background(), "admin", "after-failover")
+		return err == nil && p.Spec.NodeName != ""
+	})
+
+	// Node loss: w1's hearth dies; its service pod runs on w2; when w1
+	// comes back, it stops its stale copy.
+	w1vms := strings.Fields(w1.must("cradle", "ls", "-q"))
+	w1.kill()
+	eventually(t, time.Minute, onW1+" to run on w2", func() bool {
+		p, err := n2.admin().Pod(context.Background(), "admin", onW1)
+		return err == nil && p.Spec.NodeName == "w2" && p.Status.Phase == model.PhaseRunning
+	})
+	if len(w1vms) == 0 {
+		t.Fatal("w1 ran no VM")
+	}
+	w1.boot()
+	eventually(t, time.Minute, "w1 to stop its duplicate", func() bool {
+		out := w1.must("cradle", "ls", "-q")
+		for _, id := range w1vms {
+			if strings.Contains(out, id) {
+				return false
+			}
+		}
+		return true
+	})
+	n2.must("service", "rm", "spread")
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
