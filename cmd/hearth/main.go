@@ -22,6 +22,7 @@ func main() {
 // Main runs the CLI and returns the process's exit code.
 func Main(args []string) int {
 	g := &cradlecli.Globals{}
+	var logFormat string
 	root := &cobra.Command{
 		Use:           "hearth",
 		Short:         "Hearth: a self-hostable cloud where every pod is its own microVM",
@@ -32,7 +33,15 @@ func Main(args []string) int {
 			if err := lvl.UnmarshalText([]byte(g.LogLevel)); err != nil {
 				return fmt.Errorf("invalid --log-level %q", g.LogLevel)
 			}
-			g.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			opts := &slog.HandlerOptions{Level: lvl}
+			switch logFormat {
+			case "text":
+				g.Log = slog.New(slog.NewTextHandler(os.Stderr, opts))
+			case "json":
+				g.Log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+			default:
+				return fmt.Errorf("invalid --log-format %q: want text or json", logFormat)
+			}
 			slog.SetDefault(g.Log)
 			return nil
 		},
@@ -41,6 +50,7 @@ func Main(args []string) int {
 	pf.StringVar(&g.DataDir, "data-dir", "/var/lib/hearth", "persistent state")
 	pf.StringVar(&g.RunDir, "run-dir", "/run/hearth", "sockets")
 	pf.StringVar(&g.LogLevel, "log-level", "info", "debug, info, warn or error")
+	pf.StringVar(&logFormat, "log-format", "text", "text or json")
 	sys := &System{Globals: g}
 	g.Images = sys.Images
 	root.AddCommand(cradlecli.Command(g), imagecli.Command(&imagecli.Globals{Images: sys.Images}))

@@ -68,7 +68,9 @@ type Agent struct {
 	Build Builder
 	// NewID makes VM IDs.
 	NewID func() string
-	Log   *slog.Logger
+	// OnVMStart observes how long a pod's VM took to start.
+	OnVMStart func(time.Duration)
+	Log       *slog.Logger
 
 	mu      sync.Mutex
 	workers map[string]*worker // by pod key

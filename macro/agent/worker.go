@@ -201,6 +201,7 @@ func (w *worker) start(ctx context.Context, p *model.Pod) {
 		w.vm = ""
 	}
 	id := w.a.NewID()
+	began := time.Now()
 	if !w.setStatus(ctx, p, func(s *model.PodStatus) {
 		s.Phase, s.Reason, s.Message = model.PhaseStarting, "", ""
 		s.Node, s.CradleID = w.a.Node, id
@@ -224,6 +225,9 @@ func (w *worker) start(ctx context.Context, p *model.Pod) {
 		return
 	}
 	w.vm, w.running, w.startedAt = id, true, time.Now()
+	if w.a.OnVMStart != nil {
+		w.a.OnVMStart(time.Since(began))
+	}
 	ip := ""
 	if l.Network != nil && len(l.Network.Interfaces) > 0 {
 		ip = l.Network.Interfaces[0].Address

@@ -140,6 +140,7 @@ func upCmd(g *Globals) *cobra.Command {
 	fl.StringVar(&etcdEndpoints, "etcd-endpoints", "", "use this external etcd cluster (comma-separated URLs) instead of an embedded one")
 	fl.StringArrayVar(&labels, "label", nil, "node label KEY=VALUE, for placement constraints")
 	fl.Float64Var(&o.CPUOvercommit, "cpu-overcommit", 4, "vCPUs pods may reserve per host CPU")
+	fl.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on HOST:PORT")
 	return c
 }
 

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/hearth-cloud/hearth/macro/agent"
 	"github.com/hearth-cloud/hearth/macro/cluster"
 	"github.com/hearth-cloud/hearth/macro/controller"
+	"github.com/hearth-cloud/hearth/macro/metrics"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/pki"
 	"github.com/hearth-cloud/hearth/macro/store"
@@ -64,7 +66,9 @@ type Options struct {
 	// reserve.
 	CPUOvercommit float64
 	// Bridge is the host bridge this node's pods join.
-	Bridge   host.Bridge
+	Bridge host.Bridge
+	// MetricsListen serves Prometheus metrics on HOST:PORT when set.
+	MetricsListen string
 	Log      *slog.Logger
 	LogLevel string
 	// Ready is closed once the node serves.
@@ -127,6 +131,13 @@ func Run(ctx context.Context, o Options) error {
 	images.InUse = func(id v1.Hash) []string { return rt.PodsUsingImage(id.String()) }
 	images.LayersInUse = rt.LayersInUse
 
+	mtr := metrics.New(st, o.Name)
+	if o.MetricsListen != "" {
+		if err := mtr.Serve(o.MetricsListen); err != nil {
+			return err
+		}
+		defer mtr.Close()
+	}
 	ag := &agent.Agent{
 		Node: o.Name, Role: mem.Role, Address: o.Listen, Labels: o.Labels, Accel: accel, LeaseTTL: o.LeaseTTL,
 		Capacity: capacity(o.CPUOvercommit),
@@ -135,6 +146,8 @@ func Run(ctx context.Context, o Options) error {
 		Build:    builder(images, rt),
 		NewID:    cradle.NewID,
 		Log:      o.Log,
+
+		OnVMStart: func(d time.Duration) { mtr.VMStart.Observe(d.Seconds()) },
 	}
 	api := &admin.Server{Store: st, Log: o.Log, JoinToken: func() (string, error) {
 		if o.Listen == "" {
@@ -163,11 +176,27 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	errc := make(chan error, 2)
-	go func() { errc <- ag.Run(ctx) }()
-	if mem.Role == model.RoleControl {
-		mgr := &controller.Manager{Node: o.Name, Store: st, Log: o.Log, LeaseTTL: o.LeaseTTL}
-		go func() { errc <- mgr.Run(ctx) }()
+	var wg sync.WaitGroup
+	run := func(fn func(context.Context) error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- fn(ctx) }()
 	}
+	run(ag.Run)
+	if mem.Role == model.RoleControl {
+		mgr := &controller.Manager{Node: o.Name, Store: st, Log: o.Log, LeaseTTL: o.LeaseTTL,
+			OnBind: func(d time.Duration) { mtr.SchedulingLatency.Observe(d.Seconds()) }, OnLeader: mtr.OnLeader}
+		run(mgr.Run)
+	}
+	// On the way out, let the controllers resign before etcd goes, so
+	// the next leader need not wait out this one's session.
+	defer func() {
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+	}()
 	o.Log.Info("hearth is up", "node", o.Name, "role", mem.Role, "accel", accel, "in", time.Since(start).Round(time.Millisecond),
 		"admin", filepath.Join(o.RunDir, "hearth.sock"))
 	if o.Ready != nil {
