@@ -69,8 +69,8 @@ type Options struct {
 	Bridge host.Bridge
 	// MetricsListen serves Prometheus metrics on HOST:PORT when set.
 	MetricsListen string
-	Log      *slog.Logger
-	LogLevel string
+	Log           *slog.Logger
+	LogLevel      string
 	// Ready is closed once the node serves.
 	Ready chan struct{}
 }
