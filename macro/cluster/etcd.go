@@ -35,6 +35,9 @@ type EtcdConfig struct {
 	// InitialCluster lists the members to start with (name=peerURL,...);
 	// empty starts a new one-member cluster.
 	InitialCluster string
+	// New starts InitialCluster's members as a new cluster together
+	// (rather than this one joining an existing one).
+	New bool
 	Log            *slog.Logger
 }
 
@@ -99,7 +102,9 @@ func StartEtcd(ctx context.Context, c EtcdConfig) (*Etcd, error) {
 	cfg.InitialCluster = fmt.Sprintf("%s=%s", c.Name, purl)
 	if c.InitialCluster != "" {
 		cfg.InitialCluster = c.InitialCluster
-		cfg.ClusterState = embed.ClusterStateFlagExisting
+		if !c.New {
+			cfg.ClusterState = embed.ClusterStateFlagExisting
+		}
 	}
 	cfg.InitialClusterToken = "hearth"
 	if c.PKI.Cert != "" {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hearth-cloud/hearth/macro/model"
@@ -71,6 +72,32 @@ func (m *Manager) bind(ctx context.Context, c *cache) {
 	})
 	now := time.Now()
 	snap := c.snapshot(now)
+	// Decisions are made one after another on one snapshot (each sees
+	// the ones before); the writes go out in parallel, since each waits
+	// for a quorum's fsync. A write that loses a race only leaves the
+	// snapshot conservative until the next pass.
+	writes := make(chan *model.Pod)
+	var wg sync.WaitGroup
+	for i := 0; i < bindWriters; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for cp := range writes {
+				bound := cp.Spec.NodeName != ""
+				if err := m.Store.Update(ctx, cp, bound); err != nil {
+					m.Log.Debug("write scheduling decision", "pod", cp.Tenant+"/"+cp.Name, "err", err)
+					continue
+				}
+				if bound && m.OnBind != nil {
+					m.OnBind(time.Since(cp.CreatedAt))
+				}
+			}
+		}()
+	}
+	defer func() {
+		close(writes)
+		wg.Wait()
+	}()
 	for _, p := range todo {
 		if ctx.Err() != nil {
 			return
@@ -85,23 +112,18 @@ func (m *Manager) bind(ctx context.Context, c *cache) {
 				continue
 			}
 			cp.Status.Phase, cp.Status.Reason, cp.Status.Message = model.PhasePending, "Unschedulable", err.Error()
-			if err := m.Store.Update(ctx, &cp, false); err != nil {
-				m.Log.Debug("note unschedulable pod", "pod", p.Tenant+"/"+p.Name, "err", err)
-			}
+			writes <- &cp
 			continue
 		}
 		cp.Spec.NodeName = node
 		cp.Status = model.PodStatus{Phase: model.PhaseScheduled, Node: node, ScheduledAt: now.UTC(), RestartCount: p.Status.RestartCount}
-		if err := m.Store.Update(ctx, &cp, true); err != nil {
-			m.Log.Debug("bind pod", "pod", p.Tenant+"/"+p.Name, "err", err)
-			continue
-		}
 		snap.Add(node, req)
-		if m.OnBind != nil {
-			m.OnBind(time.Since(p.CreatedAt))
-		}
+		writes <- &cp
 	}
 }
+
+// bindWriters is how many scheduling decisions are written at once.
+const bindWriters = 32
 
 // Pending lists pods waiting for a node (for tests and the admin API).
 func Pending(pods []*model.Pod) []*model.Pod {
