@@ -56,7 +56,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if resp.StatusCode >= 300 {
 		var e Error
 		json.NewDecoder(resp.Body).Decode(&e)
-		return classify(resp.StatusCode, e.Message)
+		return classify(resp.StatusCode, e)
 	}
 	if out == nil {
 		return nil
@@ -64,12 +64,20 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-func classify(code int, msg string) error {
+func classify(code int, e Error) error {
+	msg := e.Message
 	switch code {
 	case http.StatusNotFound:
 		return errdefs.NotFound("%s", msg)
 	case http.StatusConflict:
+		if e.Kind == "already-exists" {
+			return errdefs.AlreadyExists("%s", msg)
+		}
 		return errdefs.Conflict("%s", msg)
+	case http.StatusUnauthorized:
+		return errdefs.Unauthenticated("%s", msg)
+	case http.StatusForbidden:
+		return errdefs.PermissionDenied("%s", msg)
 	case http.StatusBadRequest:
 		return errdefs.InvalidArgument("%s", msg)
 	case http.StatusPreconditionFailed:

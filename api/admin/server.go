@@ -226,7 +226,9 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	moved := 0
 	for _, p := range pods {
-		if p.Spec.NodeName != name || model.Terminal(p.Status.Phase) {
+		// Stopped pods stay where they are; the scheduler places only
+		// pods that should run.
+		if p.Spec.NodeName != name || model.Terminal(p.Status.Phase) || p.Spec.Desired != model.DesiredRunning {
 			continue
 		}
 		_, err := store.Modify[model.Pod](ctx, s.Store, model.KindPod, p.Tenant, p.Name, func(p *model.Pod) (bool, error) {
@@ -246,9 +248,11 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request, name string) {
 	writeJSON(w, http.StatusOK, map[string]int{"moved": moved})
 }
 
-// Error is the API's error body.
+// Error is the API's error body. Kind tells classes apart that share a
+// status (409: already exists, or conflict).
 type Error struct {
 	Message string `json:"message"`
+	Kind    string `json:"kind,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -279,7 +283,11 @@ func Status(err error) int {
 }
 
 func writeError(w http.ResponseWriter, err error) {
-	writeJSON(w, Status(err), Error{Message: err.Error()})
+	e := Error{Message: err.Error()}
+	if errors.Is(err, errdefs.ErrAlreadyExists) {
+		e.Kind = "already-exists"
+	}
+	writeJSON(w, Status(err), e)
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {

@@ -95,8 +95,25 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- a.heartbeat(ctx) }()
-	go store.Watch[model.Pod](ctx, a.Store, model.KindPod, func(ev store.Event[*model.Pod], initial bool) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- a.heartbeat(ctx) }()
+	go func() {
+		defer wg.Done()
+		a.watch(ctx)
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// watch follows the pods and hands each change to its worker.
+func (a *Agent) watch(ctx context.Context) {
+	store.Watch[model.Pod](ctx, a.Store, model.KindPod, func(ev store.Event[*model.Pod], initial bool) {
 		if ev.Object == nil {
 			if !initial {
 				// The first list is complete: VMs no pod claims are
@@ -107,12 +124,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		a.dispatch(ctx, ev)
 	})
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-errc:
-		return err
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
 	}
+	return id
 }
 
 // register creates or refreshes the node object.
@@ -243,9 +261,9 @@ func (a *Agent) reapOrphans() {
 	}
 	a.mu.Unlock()
 	for _, vm := range orphans {
-		a.Log.Info("removing the VM of a pod that is gone", "vm", vm.ID[:12], "pod", vm.Labels[LabelPodKey])
+		a.Log.Info("removing the VM of a pod that is gone", "vm", short(vm.ID), "pod", vm.Labels[LabelPodKey])
 		if err := a.VMM.Remove(vm.ID); err != nil {
-			a.Log.Warn("remove orphan VM", "vm", vm.ID[:12], "err", err)
+			a.Log.Warn("remove orphan VM", "vm", short(vm.ID), "err", err)
 		}
 	}
 }

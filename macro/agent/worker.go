@@ -38,6 +38,9 @@ type worker struct {
 	exits     chan exit
 	restartAt time.Time
 	failures  int
+	// exitGen is the pod's generation when its VM last ended: a change of
+	// spec after that (a start after a stop) starts it again.
+	exitGen int64
 }
 
 type exit struct {
@@ -53,7 +56,11 @@ func newWorker(a *Agent, key string) *worker {
 // update records the pod's latest version (nil: deleted) and wakes run.
 func (w *worker) update(p *model.Pod) {
 	w.mu.Lock()
-	w.latest, w.seen = p, true
+	// A watch event older than what this worker wrote itself is stale.
+	if p == nil || w.latest == nil || p.UID != w.latest.UID || p.Revision > w.latest.Revision {
+		w.latest = p
+	}
+	w.seen = true
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -118,11 +125,18 @@ func (w *worker) run(ctx context.Context) {
 func (w *worker) adopt(ctx context.Context, p *model.Pod) {
 	vm, ok := w.a.claim(p.UID)
 	if !ok {
+		live := p.Status.Phase == model.PhaseRunning || p.Status.Phase == model.PhaseStarting
+		if live && p.Status.Node == w.a.Node && p.Spec.NodeName == w.a.Node {
+			// It ran here, and its VM is gone (the host rebooted, say):
+			// that is its end, and the restart policy decides.
+			w.vm = p.Status.CradleID
+			w.exited(ctx, exit{vm: w.vm, err: errVMGone})
+		}
 		return
 	}
 	w.vm = vm.ID
 	if vm.Running {
-		w.a.Log.Info("adopted running pod", "pod", w.key, "vm", vm.ID[:12])
+		w.a.Log.Info("adopted running pod", "pod", w.key, "vm", short(vm.ID))
 		w.running = true
 		w.startedAt = p.Status.StartedAt
 		go w.wait(ctx, vm.ID)
@@ -187,6 +201,11 @@ func (w *worker) reconcile(ctx context.Context, p *model.Pod) bool {
 		w.start(ctx, p)
 	case !w.restartAt.IsZero() && !time.Now().Before(w.restartAt):
 		w.restartAt = time.Time{}
+		w.start(ctx, p)
+	case model.Terminal(p.Status.Phase) && p.Generation > w.exitGen && w.exitGen > 0:
+		// Its spec changed since it ended (a start after a stop).
+		w.restartAt = time.Time{}
+		w.failures = 0
 		w.start(ctx, p)
 	}
 	return false
@@ -261,6 +280,7 @@ func (w *worker) exited(ctx context.Context, ex exit) {
 	if p == nil {
 		return
 	}
+	w.exitGen = p.Generation
 	code, statuses := 0, []model.ContainerStatus(nil)
 	phase, reason, msg := model.PhaseExited, "", ""
 	if ex.err != nil || ex.state == nil {
@@ -348,4 +368,7 @@ func (w *worker) setStatus(ctx context.Context, p *model.Pod, fn func(*model.Pod
 	return true
 }
 
-var errNotOurs = errors.New("pod is no longer this node's")
+var (
+	errNotOurs = errors.New("pod is no longer this node's")
+	errVMGone  = errors.New("the pod's VM is gone")
+)

@@ -38,7 +38,7 @@ type EtcdConfig struct {
 	// New starts InitialCluster's members as a new cluster together
 	// (rather than this one joining an existing one).
 	New bool
-	Log            *slog.Logger
+	Log *slog.Logger
 }
 
 // TLSFiles are a node's certificate, key and CA files.

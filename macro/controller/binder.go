@@ -74,8 +74,11 @@ func (m *Manager) bind(ctx context.Context, c *cache) {
 	snap := c.snapshot(now)
 	// Decisions are made one after another on one snapshot (each sees
 	// the ones before); the writes go out in parallel, since each waits
-	// for a quorum's fsync. A write that loses a race only leaves the
-	// snapshot conservative until the next pass.
+	// for a quorum's fsync. Only the leader binds, and it puts its own
+	// writes into its cache as they succeed, so the next pass counts them
+	// even before their watch events return: no node is oversubscribed. A
+	// write that loses a race only leaves the snapshot conservative until
+	// the next pass.
 	writes := make(chan *model.Pod)
 	var wg sync.WaitGroup
 	for i := 0; i < bindWriters; i++ {
@@ -88,6 +91,7 @@ func (m *Manager) bind(ctx context.Context, c *cache) {
 					m.Log.Debug("write scheduling decision", "pod", cp.Tenant+"/"+cp.Name, "err", err)
 					continue
 				}
+				c.wrote(cp)
 				if bound && m.OnBind != nil {
 					m.OnBind(time.Since(cp.CreatedAt))
 				}

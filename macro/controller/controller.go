@@ -187,11 +187,22 @@ func (c *cache) setPod(ev store.Event[*model.Pod]) {
 	c.mu.Lock()
 	if ev.Type == store.Deleted {
 		delete(c.pods, ev.Key)
-	} else {
+	} else if old, ok := c.pods[ev.Key]; !ok || old.Revision < ev.Object.Revision {
 		c.pods[ev.Key] = ev.Object
 	}
 	c.mu.Unlock()
 	c.poke()
+}
+
+// wrote records an object the leader itself has written, before its
+// watch event comes back: the next pass must count what this one bound.
+func (c *cache) wrote(p *model.Pod) {
+	key := store.Key(model.KindPod, p.Tenant, p.Name)
+	c.mu.Lock()
+	if old, ok := c.pods[key]; ok && old.Revision < p.Revision {
+		c.pods[key] = p
+	}
+	c.mu.Unlock()
 }
 
 func (c *cache) setNode(ev store.Event[*model.Node]) {

@@ -1,8 +1,8 @@
 // Package scheduler decides where a pod runs. It is a pure function of a
 // snapshot of the cluster: no I/O, no clock. The binder in
-// macro/controller commits its decisions to etcd, conditioned on the
-// revision the snapshot was taken at, so two schedulers can never
-// oversubscribe a node.
+// macro/controller commits its decisions to etcd; only the elected leader
+// binds, and its snapshots include its own writes, so no node is
+// oversubscribed.
 package scheduler
 
 import (

@@ -150,12 +150,12 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, nm string, rev int64) 
 	if rev > 0 {
 		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", rev)
 	}
-	resp, err := s.cli.Txn(ctx).If(cmp).Then(clientv3.OpDelete(key)).Commit()
+	resp, err := s.cli.Txn(ctx).If(cmp).Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return etcdError(err)
 	}
 	if !resp.Succeeded {
-		if rev > 0 {
+		if rev > 0 && resp.Responses[0].GetResponseRange().Count > 0 {
 			return errdefs.Conflict("%s %q was changed by someone else", singular(kind), joinName(tenant, nm))
 		}
 		return errdefs.NotFound("%s %q not found", singular(kind), joinName(tenant, nm))
@@ -251,27 +251,44 @@ type Event[P any] struct {
 	Key string
 }
 
-// Watch lists a kind, then follows its changes, calling fn for every object
-// (first as Put events for the initial list, with initial set) and every
-// change after, in order. It returns when ctx ends. When etcd has
-// compacted away the history it needs, it lists again.
+// Watch lists a kind, then follows its changes. fn sees every object of
+// the first list as a Put with initial set, then one event with a nil
+// Object marking the end of that list, then every change in order. When
+// the watch breaks (etcd compacted the history it needs, or lost its
+// leader), Watch lists again and reports the difference as ordinary
+// events, deletions in the gap included: fn's view never misses a change.
+// It returns when ctx ends.
 func Watch[T any, P PtrObject[T]](ctx context.Context, s *Store, kind string, fn func(ev Event[P], initial bool)) error {
+	last := map[string]P{}
+	first := true
 	for {
 		items, rev, err := List[T, P](ctx, s, kind, "")
 		if err != nil {
-			if ctx.Err() != nil {
+			if !sleep(ctx, time.Second) {
 				return ctx.Err()
 			}
-			time.Sleep(time.Second)
 			continue
 		}
-		last := map[string]P{}
+		seen := map[string]bool{}
 		for _, it := range items {
 			k := Key(kind, it.GetMeta().Tenant, it.GetMeta().Name)
+			seen[k] = true
+			if old, ok := last[k]; ok && old.GetMeta().Revision == it.GetMeta().Revision {
+				continue
+			}
 			last[k] = it
-			fn(Event[P]{Type: Put, Object: it, Key: k}, true)
+			fn(Event[P]{Type: Put, Object: it, Key: k}, first)
 		}
-		fn(Event[P]{}, false) // the initial list is complete
+		for k, old := range last {
+			if !seen[k] {
+				delete(last, k)
+				fn(Event[P]{Type: Deleted, Object: old, Key: k}, false)
+			}
+		}
+		if first {
+			first = false
+			fn(Event[P]{}, false) // the initial list is complete
+		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		wch := s.cli.Watch(wctx, KindPrefix(kind, ""), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
 		for wr := range wch {
@@ -299,11 +316,19 @@ func Watch[T any, P PtrObject[T]](ctx context.Context, s *Store, kind string, fn
 			}
 		}
 		cancel()
-		if ctx.Err() != nil {
+		if !sleep(ctx, 200*time.Millisecond) {
 			return ctx.Err()
 		}
-		// The watch ended (compaction, lost leader): list again.
-		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// sleep waits d, or less if ctx ends; it reports whether ctx is alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 
