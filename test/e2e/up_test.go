@@ -223,9 +223,9 @@ func TestUpSingleNode(t *testing.T) {
 		t.Fatal("stopping hearth stopped a pod")
 	}
 	n.start()
-	if !strings.Contains(n.log.String(), "adopted running pod") {
-		t.Fatalf("no adoption in the log:\n%s", n.log)
-	}
+	eventually(t, time.Minute, "the running pod to be adopted", func() bool {
+		return strings.Contains(n.log.String(), "adopted running pod")
+	})
 	after := n.waitPod("web", "running again", func(p podView) bool { return p.Status.Phase == "Running" })
 	if after.Status.CradleID != web.Status.CradleID || after.Status.RestartCount != web.Status.RestartCount || !processAlive(qemu[0]) {
 		t.Fatalf("after restart: %+v (before %+v)", after, web)
