@@ -19,6 +19,7 @@ import (
 
 	"github.com/hearth-cloud/hearth/api/admin"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
+	"github.com/hearth-cloud/hearth/internal/errhttp"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/store"
 )
@@ -87,7 +88,7 @@ func (v *env) expect(method, path, body string, code int, out any) {
 // containing msg.
 func (v *env) expectError(method, path, body string, code int, msg string) {
 	v.t.Helper()
-	var e admin.Error
+	var e errhttp.Body
 	v.expect(method, path, body, code, &e)
 	if e.Message == "" || !strings.Contains(e.Message, msg) {
 		v.t.Errorf("%s %s: message %q, want %q", method, path, e.Message, msg)

@@ -5,13 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"syscall"
+	"time"
 
+	"github.com/hearth-cloud/hearth/cradle/shim"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
+	"github.com/hearth-cloud/hearth/internal/errhttp"
+	"github.com/hearth-cloud/hearth/macro/datapath"
 	"github.com/hearth-cloud/hearth/macro/model"
 )
 
@@ -54,38 +57,12 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var e Error
-		json.NewDecoder(resp.Body).Decode(&e)
-		return classify(resp.StatusCode, e)
+		return errhttp.Read(resp)
 	}
 	if out == nil {
 		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-func classify(code int, e Error) error {
-	msg := e.Message
-	switch code {
-	case http.StatusNotFound:
-		return errdefs.NotFound("%s", msg)
-	case http.StatusConflict:
-		if e.Kind == "already-exists" {
-			return errdefs.AlreadyExists("%s", msg)
-		}
-		return errdefs.Conflict("%s", msg)
-	case http.StatusUnauthorized:
-		return errdefs.Unauthenticated("%s", msg)
-	case http.StatusForbidden:
-		return errdefs.PermissionDenied("%s", msg)
-	case http.StatusBadRequest:
-		return errdefs.InvalidArgument("%s", msg)
-	case http.StatusPreconditionFailed:
-		return errdefs.FailedPrecondition("%s", msg)
-	case http.StatusServiceUnavailable:
-		return errdefs.Unavailable("%s", msg)
-	}
-	return fmt.Errorf("%s", msg)
 }
 
 // Nodes lists the cluster's nodes.
@@ -119,4 +96,16 @@ func (c *Client) CreatePod(ctx context.Context, p *model.Pod) (*model.Pod, error
 // DeletePod deletes a pod; its node stops and removes its VM.
 func (c *Client) DeletePod(ctx context.Context, tenant, name string) error {
 	return c.Do(ctx, http.MethodDelete, "/v1/pods/"+tenant+"/"+name, nil, nil)
+}
+
+// Shim is a client of pod tenant/name's supervisor, reached through the
+// admin API (and, for a pod on another node, that node's data path).
+func (c *Client) Shim(tenant, name string) *shim.Client {
+	return &shim.Client{Dial: func() (net.Conn, error) {
+		conn, err := net.DialTimeout("unix", c.Socket, 5*time.Second)
+		if err != nil {
+			return nil, errdefs.Unavailable("hearth is not running (no admin API at %s): start it with `hearth up`", c.Socket)
+		}
+		return datapath.Upgrade(conn, "/v1/pods/"+tenant+"/"+name+"/shim")
+	}}
 }

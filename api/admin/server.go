@@ -8,7 +8,6 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/hearth-cloud/hearth/internal/errdefs"
+	"github.com/hearth-cloud/hearth/internal/errhttp"
+	"github.com/hearth-cloud/hearth/macro/datapath"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/store"
 )
@@ -32,6 +33,8 @@ type Server struct {
 	Log   *slog.Logger
 	// JoinToken, when set, answers `hearth join-token`.
 	JoinToken func() (string, error)
+	// Pods reaches running pods' supervisors, on this node or another.
+	Pods *datapath.Locator
 
 	srv *http.Server
 }
@@ -109,6 +112,18 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /v1/pods/{tenant}/{name}/shim", func(w http.ResponseWriter, r *http.Request) {
+		if s.Pods == nil {
+			writeError(w, errdefs.FailedPrecondition("this node serves no pod streams"))
+			return
+		}
+		conn, err := s.Pods.Conn(r.Context(), r.PathValue("tenant"), r.PathValue("name"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		datapath.Splice(w, conn)
 	})
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) {
 		svcs, _, err := store.List[model.Service](r.Context(), s.Store, model.KindService, r.URL.Query().Get("tenant"))
@@ -248,11 +263,10 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request, name string) {
 	writeJSON(w, http.StatusOK, map[string]int{"moved": moved})
 }
 
-// Error is the API's error body. Kind tells classes apart that share a
-// status (409: already exists, or conflict).
-type Error struct {
-	Message string `json:"message"`
-	Kind    string `json:"kind,omitempty"`
+// Status maps an error class to an HTTP status.
+func Status(err error) int {
+	code, _ := errhttp.Status(err)
+	return code
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -261,34 +275,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// Status maps an error class to an HTTP status.
-func Status(err error) int {
-	switch {
-	case errors.Is(err, errdefs.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, errdefs.ErrAlreadyExists), errors.Is(err, errdefs.ErrConflict):
-		return http.StatusConflict
-	case errors.Is(err, errdefs.ErrInvalidArgument):
-		return http.StatusBadRequest
-	case errors.Is(err, errdefs.ErrFailedPrecondition):
-		return http.StatusPreconditionFailed
-	case errors.Is(err, errdefs.ErrUnavailable):
-		return http.StatusServiceUnavailable
-	case errors.Is(err, errdefs.ErrUnauthenticated):
-		return http.StatusUnauthorized
-	case errors.Is(err, errdefs.ErrPermissionDenied):
-		return http.StatusForbidden
-	}
-	return http.StatusInternalServerError
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	e := Error{Message: err.Error()}
-	if errors.Is(err, errdefs.ErrAlreadyExists) {
-		e.Kind = "already-exists"
-	}
-	writeJSON(w, Status(err), e)
-}
+func writeError(w http.ResponseWriter, err error) { errhttp.Write(w, err) }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))

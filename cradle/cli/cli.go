@@ -266,12 +266,12 @@ func attachAndStart(pod *cradle.Pod, interactive, tty bool) (int, error) {
 		return 0, err
 	}
 	defer st.Close()
-	return relay(st, interactive, tty)
+	return Relay(st, interactive, tty)
 }
 
-// relay connects the terminal to a process stream: raw mode and window
-// size for a TTY, signals forwarded otherwise, and returns the exit code.
-func relay(st *shim.Stream, interactive, tty bool) (int, error) {
+// Relay connects the terminal to a process stream: raw mode and window
+// size for a TTY, signals forwarded otherwise. It returns the exit code.
+func Relay(st *shim.Stream, interactive, tty bool) (int, error) {
 	stdinFd := int(os.Stdin.Fd())
 	if tty && term.IsTerminal(stdinFd) {
 		old, err := term.MakeRaw(stdinFd)
@@ -374,7 +374,7 @@ func execCmd(g *Globals) *cobra.Command {
 				return podErr(pod, err)
 			}
 			defer st.Close()
-			code, err := relay(st, interactive, tty)
+			code, err := Relay(st, interactive, tty)
 			if err != nil {
 				return err
 			}

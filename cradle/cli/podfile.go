@@ -90,7 +90,7 @@ func launchCmd(g *Globals) *cobra.Command {
 			if err != nil {
 				return &StatusError{125, err}
 			}
-			code, err := relay(st, false, false)
+			code, err := Relay(st, false, false)
 			st.Close()
 			if err == nil {
 				// The first container is done; the pod ends with the last.

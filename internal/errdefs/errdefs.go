@@ -81,3 +81,6 @@ func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
 
 // IsAlreadyExists reports whether err is of class ErrAlreadyExists.
 func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }
+
+// New returns an error of the given class with msg as its text.
+func New(class error, msg string) error { return &classed{class: class, msg: msg} }

@@ -22,7 +22,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hearth-cloud/hearth/api/admin"
+	cradlecli "github.com/hearth-cloud/hearth/cradle/cli"
 	"github.com/hearth-cloud/hearth/cradle/host"
+	"github.com/hearth-cloud/hearth/cradle/spec"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/node"
@@ -284,7 +286,85 @@ func podCmd(g *Globals) *cobra.Command {
 	}
 	create.Flags().StringVarP(&file, "file", "f", "", "the pod, as JSON (- for stdin)")
 	create.MarkFlagRequired("file")
-	c.AddCommand(ls, inspect, rm, create)
+	c.AddCommand(ls, inspect, rm, create, podExecCmd(g), podLogsCmd(g))
+	return c
+}
+
+// podExecCmd runs a command in a pod wherever it runs, through the data
+// path.
+func podExecCmd(g *Globals) *cobra.Command {
+	var interactive, tty bool
+	var env []string
+	var user, workdir, container string
+	c := &cobra.Command{
+		Use:   "exec [flags] [TENANT/]NAME COMMAND [ARG...]",
+		Short: "Run a command in a running pod, on whichever node it runs",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, n := splitPod(args[0])
+			p, err := g.client().Pod(cmd.Context(), t, n)
+			if err != nil {
+				return err
+			}
+			ctr := container
+			if ctr == "" && len(p.Spec.Containers) > 0 {
+				ctr = p.Spec.Containers[0].Name
+			}
+			proc := spec.Process{Args: args[1:], Env: env, Cwd: workdir, User: user, Terminal: tty, OpenStdin: interactive}
+			if tty {
+				proc.Env = append(proc.Env, "TERM=xterm")
+			}
+			st, err := g.client().Shim(t, n).Exec(ctr, proc, nil)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			code, err := cradlecli.Relay(st, interactive, tty)
+			if err != nil {
+				return err
+			}
+			return &cradlecli.ExitError{Code: code}
+		},
+	}
+	fl := c.Flags()
+	fl.SetInterspersed(false)
+	fl.BoolVarP(&interactive, "interactive", "i", false, "keep stdin open")
+	fl.BoolVarP(&tty, "tty", "t", false, "allocate a pseudo-TTY")
+	fl.StringArrayVarP(&env, "env", "e", nil, "set an environment variable KEY=VALUE")
+	fl.StringVarP(&user, "user", "u", "", "user: name|uid[:group|gid]")
+	fl.StringVarP(&workdir, "workdir", "w", "", "working directory")
+	fl.StringVarP(&container, "container", "c", "", "container of the pod (default: the first)")
+	return c
+}
+
+func podLogsCmd(g *Globals) *cobra.Command {
+	var follow bool
+	var container string
+	c := &cobra.Command{
+		Use:   "logs [-f] [TENANT/]NAME",
+		Short: "Print a pod's output, on whichever node it runs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, n := splitPod(args[0])
+			p, err := g.client().Pod(cmd.Context(), t, n)
+			if err != nil {
+				return err
+			}
+			ctr := container
+			if ctr == "" && len(p.Spec.Containers) > 0 {
+				ctr = p.Spec.Containers[0].Name
+			}
+			st, err := g.client().Shim(t, n).Logs(ctr, follow)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			_, err = st.Relay(nil, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return err
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "follow the output")
+	c.Flags().StringVarP(&container, "container", "c", "", "container of the pod (default: the first)")
 	return c
 }
 

@@ -22,6 +22,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hearth-cloud/hearth/internal/errdefs"
+	"github.com/hearth-cloud/hearth/internal/errhttp"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/pki"
 	"github.com/hearth-cloud/hearth/macro/store"
@@ -114,12 +115,12 @@ func (a *Admitter) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/join", func(w http.ResponseWriter, r *http.Request) {
 		var req JoinRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-			httpError(w, errdefs.InvalidArgument("invalid join request: %v", err))
+			errhttp.Write(w, errdefs.InvalidArgument("invalid join request: %v", err))
 			return
 		}
 		resp, err := a.admit(r.Context(), &req)
 		if err != nil {
-			httpError(w, err)
+			errhttp.Write(w, err)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -128,15 +129,15 @@ func (a *Admitter) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/join/abort", func(w http.ResponseWriter, r *http.Request) {
 		var req JoinRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-			httpError(w, errdefs.InvalidArgument("invalid request: %v", err))
+			errhttp.Write(w, errdefs.InvalidArgument("invalid request: %v", err))
 			return
 		}
 		if err := a.checkToken(r.Context(), req.Token); err != nil {
-			httpError(w, err)
+			errhttp.Write(w, err)
 			return
 		}
 		if err := a.removeMember(r.Context(), req.PeerURL); err != nil {
-			httpError(w, err)
+			errhttp.Write(w, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -269,23 +270,6 @@ func (a *Admitter) removeMember(ctx context.Context, peerURL string) error {
 	return nil
 }
 
-func httpError(w http.ResponseWriter, err error) {
-	code := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, errdefs.ErrInvalidArgument):
-		code = http.StatusBadRequest
-	case errors.Is(err, errdefs.ErrUnauthenticated):
-		code = http.StatusUnauthorized
-	case errors.Is(err, errdefs.ErrConflict):
-		code = http.StatusConflict
-	case errors.Is(err, errdefs.ErrUnavailable):
-		code = http.StatusServiceUnavailable
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]string{"message": err.Error()})
-}
-
 // trustingClient is an HTTPS client that trusts exactly the CA whose hash
 // the token carries, which the server sends after its own certificate.
 func trustingClient(caHash string) *http.Client {
@@ -350,21 +334,21 @@ func postJoin(ctx context.Context, addr string, tok Token, path string, req *Joi
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var e struct{ Message string }
-		json.NewDecoder(resp.Body).Decode(&e)
-		msg := fmt.Sprintf("join %s: %s", addr, e.Message)
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			return errdefs.Unauthenticated("%s", msg)
-		case http.StatusConflict:
-			return errdefs.Conflict("%s", msg)
-		case http.StatusBadRequest:
-			return errdefs.InvalidArgument("%s", msg)
-		}
-		return errdefs.Unavailable("%s", msg)
+		err := errhttp.Read(resp)
+		return errdefs.New(classOf(err), fmt.Sprintf("join %s: %v", addr, err))
 	}
 	if out != nil {
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
 	return nil
+}
+
+// classOf is err's class, for rewording it.
+func classOf(err error) error {
+	for _, c := range []error{errdefs.ErrUnauthenticated, errdefs.ErrConflict, errdefs.ErrInvalidArgument, errdefs.ErrNotFound} {
+		if errors.Is(err, c) {
+			return c
+		}
+	}
+	return errdefs.ErrUnavailable
 }

@@ -13,18 +13,21 @@ import (
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/agent"
 	"github.com/hearth-cloud/hearth/macro/cluster"
+	"github.com/hearth-cloud/hearth/macro/datapath"
 	"github.com/hearth-cloud/hearth/macro/pki"
 	"github.com/hearth-cloud/hearth/macro/store"
 )
 
 // nodeAPI is the node's network API: joins (authenticated by the join
-// token, as the joiner has no certificate yet). It serves its certificate
-// with the CA after it, so a joiner can check the CA against its token.
+// token, as the joiner has no certificate yet), and the data path to the
+// node's pods (for other nodes' certificates only). It serves its
+// certificate with the CA after it, so a joiner can check the CA against
+// its token.
 type nodeAPI struct {
 	srv *http.Server
 }
 
-func serveNodeAPI(listen string, dir pki.Dir, cli *clientv3.Client, st *store.Store) (*nodeAPI, error) {
+func serveNodeAPI(listen string, dir pki.Dir, cli *clientv3.Client, st *store.Store, pods *datapath.Locator) (*nodeAPI, error) {
 	serverTLS, _, err := dir.TLS()
 	if err != nil {
 		return nil, err
@@ -56,6 +59,7 @@ func serveNodeAPI(listen string, dir pki.Dir, cli *clientv3.Client, st *store.St
 		mux.Handle("/v1/join", adm.Handler())
 		mux.Handle("/v1/join/", adm.Handler())
 	}
+	mux.Handle("POST /v1/datapath/{tenant}/{name}", datapath.NodeHandler(pods))
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, errdefs.FailedPrecondition("node API: cannot listen on %s: %v", listen, err)

@@ -33,6 +33,7 @@ import (
 	"github.com/hearth-cloud/hearth/macro/agent"
 	"github.com/hearth-cloud/hearth/macro/cluster"
 	"github.com/hearth-cloud/hearth/macro/controller"
+	"github.com/hearth-cloud/hearth/macro/datapath"
 	"github.com/hearth-cloud/hearth/macro/metrics"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/pki"
@@ -149,7 +150,13 @@ func Run(ctx context.Context, o Options) error {
 
 		OnVMStart: func(d time.Duration) { mtr.VMStart.Observe(d.Seconds()) },
 	}
-	api := &admin.Server{Store: st, Log: o.Log, JoinToken: func() (string, error) {
+	pods := &datapath.Locator{Node: o.Name, Runtime: rt, Store: st}
+	if pkiDir.Exists() {
+		if _, clientTLS, err := pkiDir.TLS(); err == nil {
+			pods.TLS = clientTLS
+		}
+	}
+	api := &admin.Server{Store: st, Log: o.Log, Pods: pods, JoinToken: func() (string, error) {
 		if o.Listen == "" {
 			return "", errdefs.FailedPrecondition("this node has no --listen address: restart it with --listen HOST:PORT so that nodes can join")
 		}
@@ -168,7 +175,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer api.Close()
 	if o.Listen != "" {
-		srv, err := serveNodeAPI(o.Listen, pkiDir, cli, st)
+		srv, err := serveNodeAPI(o.Listen, pkiDir, cli, st, pods)
 		if err != nil {
 			return err
 		}

@@ -149,6 +149,19 @@ func TestCluster(t *testing.T) {
 		return nodes["w1"] != "" && nodes["w2"] != ""
 	})
 
+	// The data path: a command and the logs of a pod on w1, from n3,
+	// through n3's admin socket and w1's node API (mutual TLS).
+	r := n3.hearth("pod", "exec", onW1, "sh", "-c", "echo out-from-$(hostname); echo err >&2; exit 7")
+	if r.code != 7 || r.stdout != "out-from-"+onW1+"\n" || r.stderr != "err\n" {
+		t.Fatalf("pod exec across nodes: %s", r)
+	}
+	if r := n3.hearth("pod", "logs", onW1); r.code != 0 {
+		t.Fatalf("pod logs across nodes: %s", r)
+	}
+	if r := n3.hearth("pod", "exec", "nosuch", "true"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("exec into an unknown pod: %s", r)
+	}
+
 	// Writes while the leader dies: every acknowledged one survives, and
 	// the scheduler resumes under a new leader.
 	if !n1.leads() {

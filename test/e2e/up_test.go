@@ -176,6 +176,16 @@ func TestUpSingleNode(t *testing.T) {
 		return b.String() == "served-by-macro\n"
 	})
 
+	// exec and logs through the admin API's data path.
+	r := n.hearth("pod", "exec", "web", "cat", "/www/index.html")
+	if r.code != 0 || r.stdout != "served-by-macro\n" {
+		t.Fatalf("pod exec: %s", r)
+	}
+	r = hearthWith(t, cmdOpts{stdin: strings.NewReader("a\nb\n")}, n.args("pod", "exec", "-i", "web", "wc", "-l")...)
+	if strings.TrimSpace(r.stdout) != "2" {
+		t.Fatalf("pod exec -i: %s", r)
+	}
+
 	// Exit codes and restart policies.
 	n.createPod(`{"name": "fails", "spec": {"containers": [{"name": "main", "image": "hearth.test/busybox",
 		"command": ["sh", "-c", "exit 3"]}], "restart": {"policy": "on-failure", "maxRetries": 2}, "resources": {"cpus": 1, "memoryMiB": 96}}}`)
