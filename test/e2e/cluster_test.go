@@ -20,12 +20,23 @@ import (
 	"github.com/hearth-cloud/hearth/macro/model"
 )
 
+var (
+	portsMu  sync.Mutex
+	reserved = map[int]bool{}
+)
+
 // threePorts finds a port p with p+1 and p+2 free too (node API, etcd
-// client, etcd peer).
+// client, etcd peer), and not handed out before: nodes that have not
+// started yet hold none of their ports.
 func threePorts(t *testing.T) int {
 	t.Helper()
 	for i := 0; i < 50; i++ {
 		p := freePort(t)
+		portsMu.Lock()
+		if reserved[p+1] || reserved[p+2] {
+			portsMu.Unlock()
+			continue
+		}
 		ok := true
 		for _, q := range []int{p + 1, p + 2} {
 			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
@@ -36,8 +47,11 @@ func threePorts(t *testing.T) int {
 			ln.Close()
 		}
 		if ok {
+			reserved[p+1], reserved[p+2] = true, true
+			portsMu.Unlock()
 			return p
 		}
+		portsMu.Unlock()
 	}
 	t.Fatal("no three free ports in a row")
 	return 0
@@ -249,6 +263,17 @@ func TestCluster(t *testing.T) {
 		return true
 	})
 	n2.must("service", "rm", "spread")
+
+	// Two of three control nodes gone: a clear "no quorum", not a hang;
+	// and back to work when one returns.
+	n3.kill()
+	start := time.Now()
+	r = n2.hearth("node", "ls")
+	if r.code == 0 || !strings.Contains(r.stderr, "no quorum") || time.Since(start) > 30*time.Second {
+		t.Fatalf("node ls without quorum (%s): %s", time.Since(start), r)
+	}
+	n1.boot()
+	eventually(t, 2*time.Minute, "quorum to return", func() bool { return n2.hearth("node", "ls").code == 0 })
 }
 
 func writeFile(t *testing.T, path, content string) {

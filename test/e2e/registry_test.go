@@ -38,13 +38,23 @@ func startRegistry(t *testing.T, auth registryAuth) *registry {
 	return &registry{Host: r.Host, dataDir: r.DataDir}
 }
 
+// freePort is a free loopback port, not handed out before in this run:
+// ports of nodes that have not started yet are free, but taken.
 func freePort(t *testing.T) int {
 	t.Helper()
-	p, err := testregistry.FreePort()
-	if err != nil {
-		t.Fatal(err)
+	for {
+		p, err := testregistry.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		portsMu.Lock()
+		taken := reserved[p]
+		reserved[p] = true
+		portsMu.Unlock()
+		if !taken {
+			return p
+		}
 	}
-	return p
 }
 
 // imageHearth runs hearth with a data dir of the test's own, so image
