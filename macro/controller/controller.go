@@ -22,9 +22,13 @@ type Manager struct {
 	Node  string
 	Store *store.Store
 	Log   *slog.Logger
-	// LeaseTTL is how long the leader's own election session lasts
-	// without keepalives.
+	// LeaseTTL is the nodes' heartbeat lease: a node missing at the start
+	// of a leadership term is given this long to renew it.
 	LeaseTTL time.Duration
+	// ElectionTTL is how long the leader's election session outlives its
+	// last keepalive, hence most of a failover's time (etcd renews every
+	// lease by this much when its own leader changes). Default 2 s.
+	ElectionTTL time.Duration
 	// OnBind observes scheduling latency (creation to binding).
 	OnBind func(d time.Duration)
 	// OnLeader is told when this node becomes or stops being leader.
@@ -38,9 +42,9 @@ const LeaderKey = store.Prefix + "leader"
 // It returns when ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
-		ttl := int(m.LeaseTTL / time.Second)
+		ttl := int(m.ElectionTTL / time.Second)
 		if ttl < 1 {
-			ttl = 1
+			ttl = 2
 		}
 		sess, err := concurrency.NewSession(m.Store.Client(), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
 		if err != nil {

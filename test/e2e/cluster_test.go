@@ -5,104 +5,41 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/hearth-cloud/hearth/api/admin"
 	"github.com/hearth-cloud/hearth/macro/model"
 )
-
-var (
-	portsMu  sync.Mutex
-	reserved = map[int]bool{}
-)
-
-// threePorts finds a port p with p+1 and p+2 free too (node API, etcd
-// client, etcd peer), and not handed out before: nodes that have not
-// started yet hold none of their ports.
-func threePorts(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		p := freePort(t)
-		portsMu.Lock()
-		if reserved[p+1] || reserved[p+2] {
-			portsMu.Unlock()
-			continue
-		}
-		ok := true
-		for _, q := range []int{p + 1, p + 2} {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-		}
-		if ok {
-			reserved[p+1], reserved[p+2] = true, true
-			portsMu.Unlock()
-			return p
-		}
-		portsMu.Unlock()
-	}
-	t.Fatal("no three free ports in a row")
-	return 0
-}
 
 // clusterNode is a node of a multi-node cluster on loopback.
 type clusterNode struct {
 	*upNode
 	listen string
-	extra  []string
 }
 
 func newClusterNode(t *testing.T, name string, subnet int, extra ...string) *clusterNode {
 	n := newUpNode(t, name)
-	c := &clusterNode{upNode: n, listen: fmt.Sprintf("127.0.0.1:%d", threePorts(t))}
-	c.extra = append([]string{"--listen", c.listen, "--pod-bridge", "hth-e2e-" + name, "--pod-cidr", fmt.Sprintf("10.91.%d.0/24", subnet)}, extra...)
+	p, err := ports.Three()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clusterNode{upNode: n, listen: fmt.Sprintf("127.0.0.1:%d", p)}
+	// A node's etcd URLs follow from --listen.
+	n.Up = append([]string{"--lease-ttl", "3s", "--listen", c.listen, "--pod-bridge", "hth-e2e-" + name,
+		"--pod-cidr", fmt.Sprintf("10.91.%d.0/24", subnet)}, extra...)
 	return c
 }
 
-// boot starts the node with its flags; a node's etcd URLs follow from
-// --listen, so the upNode's own are not passed.
-func (c *clusterNode) boot(extra ...string) {
+// boot starts the node and waits until it serves.
+func (c *clusterNode) boot() {
 	c.t.Helper()
-	args := c.args(append(append([]string{"up", "--name", c.name, "--lease-ttl", "3s"}, c.extra...), extra...)...)
-	c.cmd = exec.Command(hearthB, args...)
-	c.log = &syncBuffer{}
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	if err := c.cmd.Start(); err != nil {
+	if err := c.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(c.log.String(), "hearth is up") {
-		if c.cmd.ProcessState != nil || time.Now().After(deadline) {
-			c.t.Fatalf("%s did not come up:\n%s", c.name, c.log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (c *clusterNode) kill() {
-	c.cmd.Process.Signal(syscall.SIGKILL)
-	c.cmd.Wait()
-}
-
-func (c *clusterNode) admin() *admin.Client {
-	return admin.NewClient(filepath.Join(c.run, "hearth.sock"))
-}
-
-func (c *clusterNode) leads() bool {
-	l := c.log.String()
-	return strings.LastIndex(l, "leading the cluster") > strings.LastIndex(l, "lost leadership")
 }
 
 func TestCluster(t *testing.T) {
@@ -133,11 +70,11 @@ func TestCluster(t *testing.T) {
 	// Joining twice under one name, or with another cluster's token, is
 	// refused, and changes nothing.
 	dup := newClusterNode(t, "w1", 6, append(join, "--role", "worker")...)
-	if r := dup.hearth(append([]string{"up", "--name", "w1", "--lease-ttl", "3s"}, dup.extra...)...); r.code == 0 || !strings.Contains(r.stderr, "already in the cluster") {
+	if r := dup.hearth(append([]string{"up", "--name", "w1"}, dup.Up...)...); r.code == 0 || !strings.Contains(r.stderr, "already in the cluster") {
 		t.Fatalf("a second w1: %s", r)
 	}
 	bad := newClusterNode(t, "x1", 7, "--join", n1.listen, "--token", "hearth1."+strings.Repeat("0", 64)+"."+strings.Repeat("1", 32))
-	if r := bad.hearth(append([]string{"up", "--name", "x1", "--lease-ttl", "3s"}, bad.extra...)...); r.code == 0 || !strings.Contains(r.stderr, "does not match the join token") {
+	if r := bad.hearth(append([]string{"up", "--name", "x1"}, bad.Up...)...); r.code == 0 || !strings.Contains(r.stderr, "does not match the join token") {
 		t.Fatalf("a foreign token: %s", r)
 	}
 
@@ -149,7 +86,7 @@ func TestCluster(t *testing.T) {
 	n2.must("service", "create", "-f", f)
 	var onW1 string
 	eventually(t, 3*time.Minute, "the service's pods to run on both workers", func() bool {
-		pods, err := n2.admin().Pods(context.Background(), "admin")
+		pods, err := n2.Admin().Pods(context.Background(), "admin")
 		if err != nil {
 			return false
 		}
@@ -178,8 +115,8 @@ func TestCluster(t *testing.T) {
 
 	// Writes while the leader dies: every acknowledged one survives, and
 	// the scheduler resumes under a new leader.
-	if !n1.leads() {
-		t.Fatalf("n1 does not lead:\n%s", n1.log)
+	if !n1.Leads() {
+		t.Fatalf("n1 does not lead:\n%s", n1.Log)
 	}
 	var mu sync.Mutex
 	var acked []string
@@ -188,7 +125,7 @@ func TestCluster(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		cl := n3.admin()
+		cl := n3.Admin()
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
@@ -210,12 +147,12 @@ func TestCluster(t *testing.T) {
 		}
 	}()
 	time.Sleep(time.Second)
-	n1.kill()
-	eventually(t, time.Minute, "a new leader", func() bool { return n2.leads() || n3.leads() })
+	n1.Kill()
+	eventually(t, time.Minute, "a new leader", func() bool { return n2.Leads() || n3.Leads() })
 	time.Sleep(2 * time.Second)
 	close(stop)
 	wg.Wait()
-	pods, err := n3.admin().Pods(context.Background(), "admin")
+	pods, err := n3.Admin().Pods(context.Background(), "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,16 +174,16 @@ func TestCluster(t *testing.T) {
 	writeFile(t, f2, fresh)
 	n2.must("pod", "create", "-f", f2)
 	eventually(t, 2*time.Minute, "the scheduler to bind after the failover", func() bool {
-		p, err := n2.admin().Pod(context.Background(), "admin", "after-failover")
+		p, err := n2.Admin().Pod(context.Background(), "admin", "after-failover")
 		return err == nil && p.Spec.NodeName != ""
 	})
 
 	// Node loss: w1's hearth dies; its service pod runs on w2; when w1
 	// comes back, it stops its stale copy.
 	w1vms := strings.Fields(w1.must("cradle", "ls", "-q"))
-	w1.kill()
+	w1.Kill()
 	eventually(t, time.Minute, onW1+" to run on w2", func() bool {
-		p, err := n2.admin().Pod(context.Background(), "admin", onW1)
+		p, err := n2.Admin().Pod(context.Background(), "admin", onW1)
 		return err == nil && p.Spec.NodeName == "w2" && p.Status.Phase == model.PhaseRunning
 	})
 	if len(w1vms) == 0 {
@@ -266,7 +203,7 @@ func TestCluster(t *testing.T) {
 
 	// Two of three control nodes gone: a clear "no quorum", not a hang;
 	// and back to work when one returns.
-	n3.kill()
+	n3.Kill()
 	start := time.Now()
 	r = n2.hearth("node", "ls")
 	if r.code == 0 || !strings.Contains(r.stderr, "no quorum") || time.Since(start) > 30*time.Second {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hearth-cloud/hearth/internal/testcluster"
 	"github.com/hearth-cloud/hearth/internal/testregistry"
 )
 
@@ -38,23 +39,17 @@ func startRegistry(t *testing.T, auth registryAuth) *registry {
 	return &registry{Host: r.Host, dataDir: r.DataDir}
 }
 
-// freePort is a free loopback port, not handed out before in this run:
-// ports of nodes that have not started yet are free, but taken.
+// ports hands out loopback ports once per run: ports of nodes that have
+// not started yet are free, but taken.
+var ports testcluster.Ports
+
 func freePort(t *testing.T) int {
 	t.Helper()
-	for {
-		p, err := testregistry.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		portsMu.Lock()
-		taken := reserved[p]
-		reserved[p] = true
-		portsMu.Unlock()
-		if !taken {
-			return p
-		}
+	p, err := ports.One()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return p
 }
 
 // imageHearth runs hearth with a data dir of the test's own, so image

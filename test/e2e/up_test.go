@@ -14,91 +14,57 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hearth-cloud/hearth/internal/testcluster"
 )
 
 // upNode is one `hearth up` with its own dirs and ports.
 type upNode struct {
-	t          *testing.T
-	name       string
-	data, run  string
-	etcdClient string
-	etcdPeer   string
-	cmd        *exec.Cmd
-	log        *syncBuffer
+	*testcluster.Node
+	t *testing.T
 }
 
 func newUpNode(t *testing.T, name string) *upNode {
-	dir, err := os.MkdirTemp("/tmp", "hup")
+	n, err := testcluster.NewNode(hearthB, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &upNode{t: t, name: name, data: filepath.Join(dir, "d"), run: filepath.Join(dir, "r"),
-		etcdClient: fmt.Sprintf("https://127.0.0.1:%d", freePort(t)), etcdPeer: fmt.Sprintf("https://127.0.0.1:%d", freePort(t))}
-	t.Cleanup(func() {
-		n.stop()
-		// The pods outlive hearth by design: remove them for good here.
-		out, _ := exec.Command(hearthB, "--data-dir", n.data, "--run-dir", n.run, "cradle", "ls", "-q").Output()
-		for _, id := range strings.Fields(string(out)) {
-			exec.Command(hearthB, "--data-dir", n.data, "--run-dir", n.run, "cradle", "rm", "-f", id).Run()
-		}
-		os.RemoveAll(dir)
-	})
-	return n
+	t.Cleanup(n.Cleanup)
+	n.Up = []string{"--lease-ttl", "3s",
+		"--etcd-listen-client", fmt.Sprintf("https://127.0.0.1:%d", freePort(t)),
+		"--etcd-listen-peer", fmt.Sprintf("https://127.0.0.1:%d", freePort(t))}
+	return &upNode{Node: n, t: t}
 }
 
-func (n *upNode) args(extra ...string) []string {
-	return append([]string{"--data-dir", n.data, "--run-dir", n.run}, extra...)
-}
-
-// start runs `hearth up` and waits until it serves.
+// start runs `hearth up` and waits until it serves and leads.
 func (n *upNode) start(extra ...string) {
 	n.t.Helper()
-	args := n.args(append([]string{"up", "--name", n.name, "--lease-ttl", "3s",
-		"--etcd-listen-client", n.etcdClient, "--etcd-listen-peer", n.etcdPeer}, extra...)...)
-	n.cmd = exec.Command(hearthB, args...)
-	n.log = &syncBuffer{}
-	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
-	if err := n.cmd.Start(); err != nil {
+	if err := n.Start(extra...); err != nil {
 		n.t.Fatal(err)
 	}
-	eventually(n.t, time.Minute, "hearth up to serve", func() bool {
-		if n.cmd.ProcessState != nil {
-			n.t.Fatalf("hearth up exited: %s", n.log.String())
-		}
-		return strings.Contains(n.log.String(), "hearth is up") && strings.Contains(n.log.String(), "leading the cluster")
-	})
+	eventually(n.t, time.Minute, n.Name+" to lead", n.Leads)
 }
 
-// stop sends SIGTERM and waits.
 func (n *upNode) stop() {
-	if n.cmd == nil || n.cmd.ProcessState != nil {
-		return
-	}
-	n.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { n.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		n.cmd.Process.Kill()
-		<-done
-		n.t.Errorf("hearth up did not stop within 30s of SIGTERM")
+	if err := n.Stop(); err != nil {
+		n.t.Error(err)
 	}
 }
+
+func (n *upNode) args(extra ...string) []string { return n.Args(extra...) }
 
 func (n *upNode) hearth(args ...string) result {
 	n.t.Helper()
-	return hearthWith(n.t, cmdOpts{}, n.args(args...)...)
+	return hearthWith(n.t, cmdOpts{}, n.Args(args...)...)
 }
 
 func (n *upNode) must(args ...string) string {
 	n.t.Helper()
 	r := n.hearth(args...)
 	if r.code != 0 {
-		n.t.Fatalf("hearth %s: %s\nup log:\n%s", strings.Join(args, " "), r, n.log)
+		n.t.Fatalf("hearth %s: %s\nup log:\n%s", strings.Join(args, " "), r, n.Log)
 	}
 	return r.stdout
 }
@@ -224,7 +190,7 @@ func TestUpSingleNode(t *testing.T) {
 	}
 
 	// Restarting hearth does not stop pods: they are adopted.
-	qemu := qemuOfRun(n.run, web.Status.CradleID)
+	qemu := qemuOfRun(n.Run, web.Status.CradleID)
 	if len(qemu) != 1 {
 		t.Fatalf("QEMU of web: %v", qemu)
 	}
@@ -234,7 +200,7 @@ func TestUpSingleNode(t *testing.T) {
 	}
 	n.start()
 	eventually(t, time.Minute, "the running pod to be adopted", func() bool {
-		return strings.Contains(n.log.String(), "adopted running pod")
+		return strings.Contains(n.Log.String(), "adopted running pod")
 	})
 	after := n.waitPod("web", "running again", func(p podView) bool { return p.Status.Phase == "Running" })
 	if after.Status.CradleID != web.Status.CradleID || after.Status.RestartCount != web.Status.RestartCount || !processAlive(qemu[0]) {
@@ -272,6 +238,7 @@ func TestUpBadInput(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "hearth is not running") {
 		t.Fatalf("node ls without hearth: %s", r)
 	}
+	etcdPeer := n.Up[len(n.Up)-1]
 	// An etcd port in use.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -280,7 +247,7 @@ func TestUpBadInput(t *testing.T) {
 	defer ln.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, hearthB, n.args("up", "--name", "n1", "--etcd-listen-client", "http://"+ln.Addr().String(), "--etcd-listen-peer", n.etcdPeer)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, hearthB, n.args("up", "--name", "n1", "--etcd-listen-client", "https://"+ln.Addr().String(), "--etcd-listen-peer", etcdPeer)...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "address already in use") {
 		t.Fatalf("up with a port in use: %v\n%s", err, out)
 	}
