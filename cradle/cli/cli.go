@@ -99,7 +99,7 @@ func Command(g *Globals) *cobra.Command {
 		Use:   "cradle",
 		Short: "Run and manage pods on this host, each in its own microVM",
 	}
-	c.AddCommand(runCmd(g), launchCmd(g), execCmd(g), lsCmd(g), waitCmd(g), stopCmd(g), killCmd(g), logsCmd(g), rmCmd(g), inspectCmd(g), accelCmd(g), shimCmd(g))
+	c.AddCommand(runCmd(g), launchCmd(g), execCmd(g), lsCmd(g), waitCmd(g), stopCmd(g), killCmd(g), logsCmd(g), rmCmd(g), inspectCmd(g), cpCmd(g), statsCmd(g), accelCmd(g), shimCmd(g))
 	return c
 }
 

@@ -213,6 +213,17 @@ func (g *Guest) handle(st net.Conn) {
 		}
 		reply(st, unix.Kill(pid, unix.Signal(req.Signal)))
 
+	case spec.OpPathStat, spec.OpArchiveGet, spec.OpArchivePut:
+		c, err := g.container(req.Container)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		g.archive(st, c, &req)
+
+	case spec.OpStats:
+		spec.WriteJSON(st, spec.FrameResponse, &spec.Response{Stats: g.stats()})
+
 	case spec.OpShutdown:
 		g.stopAll(time.Duration(req.Timeout))
 		g.unmountVolumes()
@@ -223,5 +234,69 @@ func (g *Guest) handle(st net.Conn) {
 
 	default:
 		reply(st, &callError{spec.ErrInvalid, fmt.Sprintf("unknown call %q", req.Op)})
+	}
+}
+
+// archive serves the copy calls: stat, get (a tar out) and put (a tar in).
+func (g *Guest) archive(st net.Conn, c *container, req *spec.Request) {
+	switch req.Op {
+	case spec.OpPathStat:
+		ps, err := g.statPath(c, req.Path)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		spec.WriteJSON(st, spec.FrameResponse, &spec.Response{Stat: ps})
+	case spec.OpArchiveGet:
+		ps, err := g.statPath(c, req.Path)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		root, err := g.containerRoot(c)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		full, err := inRoot(root, req.Path)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		if spec.WriteJSON(st, spec.FrameResponse, &spec.Response{Stat: ps}) != nil {
+			return
+		}
+		es := spec.ExitStatus{FinishedAt: time.Now()}
+		if err := writeArchive(frameWriter{st}, full, filepath.Base(req.Path)); err != nil {
+			es.Code, es.Error = 1, err.Error()
+		}
+		spec.WriteJSON(st, spec.FrameExit, &es)
+	case spec.OpArchivePut:
+		// The destination must be a directory, checked before any byte of
+		// the archive is taken.
+		ps, err := g.statPath(c, req.Path)
+		if err == nil && os.FileMode(ps.Mode)&os.ModeDir == 0 {
+			err = &callError{spec.ErrInvalid, fmt.Sprintf("extraction point is not a directory: %s", req.Path)}
+		}
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		root, err := g.containerRoot(c)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		if reply(st, nil) != nil {
+			return
+		}
+		es := spec.ExitStatus{FinishedAt: time.Now()}
+		fr := &frameReader{r: st}
+		if err := extractArchive(fr, root, req.Path); err != nil {
+			es.Code, es.Error = 1, err.Error()
+		}
+		// Read what is left, so the caller's writes complete.
+		io.Copy(io.Discard, fr)
+		spec.WriteJSON(st, spec.FrameExit, &es)
 	}
 }

@@ -193,3 +193,65 @@ func (s *Stream) Relay(stdin io.Reader, stdout, stderr io.Writer) (*spec.ExitSta
 		}
 	}
 }
+
+// PathStat describes a path in a container.
+func (c *Client) PathStat(container, path string) (*spec.PathStat, error) {
+	r, err := c.call(&spec.Request{Op: spec.OpPathStat, Container: container, Path: path})
+	if err != nil {
+		return nil, err
+	}
+	return r.Stat, nil
+}
+
+// Stats reads the pod's resource use.
+func (c *Client) Stats() (*spec.Stats, error) {
+	r, err := c.call(&spec.Request{Op: spec.OpStats})
+	if err != nil {
+		return nil, err
+	}
+	return r.Stats, nil
+}
+
+// ArchiveGet streams a tar of path in a container into w, and returns the
+// path's stat.
+func (c *Client) ArchiveGet(container, path string, w io.Writer) (*spec.PathStat, error) {
+	conn, err := c.dial()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	resp, err := spec.Call(conn, &spec.Request{Op: spec.OpArchiveGet, Container: container, Path: path})
+	if err != nil {
+		return nil, err
+	}
+	st := &Stream{conn: conn}
+	es, err := st.Relay(nil, w, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	if es.Error != "" {
+		return nil, fmt.Errorf("copy from %s: %s", path, es.Error)
+	}
+	return resp.Stat, nil
+}
+
+// ArchivePut extracts the tar r into directory path of a container.
+func (c *Client) ArchivePut(container, path string, r io.Reader) error {
+	conn, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := spec.Call(conn, &spec.Request{Op: spec.OpArchivePut, Container: container, Path: path}); err != nil {
+		return err
+	}
+	st := &Stream{conn: conn}
+	es, err := st.Relay(r, io.Discard, io.Discard)
+	if err != nil {
+		return err
+	}
+	if es.Error != "" {
+		return fmt.Errorf("copy to %s: %s", path, es.Error)
+	}
+	return nil
+}

@@ -86,8 +86,20 @@ func (s *Shim) handle(conn net.Conn) {
 	case spec.OpAttach:
 		s.attach(conn, &req)
 
-	case spec.OpExec:
-		s.exec(conn, &req)
+	case spec.OpExec, spec.OpArchiveGet, spec.OpArchivePut, spec.OpPathStat:
+		s.relay(conn, &req)
+
+	case spec.OpStats:
+		if isClosed(s.exited) {
+			respond(conn, callErr(spec.ErrConflict, "pod %s is not running", s.launch.ID[:12]))
+			return
+		}
+		resp, err := s.call(&req)
+		if err != nil {
+			respond(conn, err)
+			return
+		}
+		spec.WriteJSON(conn, spec.FrameResponse, resp)
 
 	case spec.OpLogs:
 		s.logs(conn, &req)
@@ -201,8 +213,9 @@ func (s *Shim) clientLeft(c *ctr, req *spec.Request) {
 	}
 }
 
-// exec runs a process in a container and relays its stream verbatim.
-func (s *Shim) exec(conn net.Conn, req *spec.Request) {
+// relay passes a call about a running container (exec, copies) to the
+// guest, and its answer and stream back, verbatim.
+func (s *Shim) relay(conn net.Conn, req *spec.Request) {
 	c, err := s.runningContainer(req.Container)
 	if err != nil {
 		respond(conn, err)
@@ -216,11 +229,12 @@ func (s *Shim) exec(conn net.Conn, req *spec.Request) {
 	defer st.Close()
 	fwd := *req
 	fwd.Container = c.name
-	if _, err := spec.Call(st, &fwd); err != nil {
+	resp, err := spec.Call(st, &fwd)
+	if err != nil {
 		respond(conn, err)
 		return
 	}
-	if respond(conn, nil) != nil {
+	if spec.WriteJSON(conn, spec.FrameResponse, resp) != nil {
 		return
 	}
 	done := make(chan struct{})

@@ -55,6 +55,15 @@ const (
 	OpExec     Op = "exec"     // run Process in Container; streams until FrameExit
 	OpSignal   Op = "signal"   // send Signal to Container's PID 1
 	OpShutdown Op = "shutdown" // stop every container within Timeout, sync, power off
+	// OpArchiveGet streams a tar of Path in Container (FrameStdout), then
+	// FrameExit; the response carries Stat of Path.
+	OpArchiveGet Op = "archive-get"
+	// OpArchivePut extracts the tar the caller streams (FrameStdin, an
+	// empty frame ends it) into directory Path of Container; FrameExit
+	// reports the outcome.
+	OpArchivePut Op = "archive-put"
+	OpPathStat   Op = "path-stat" // answers Stat of Path in Container
+	OpStats      Op = "stats"     // answers Stats of the pod's containers
 )
 
 // Calls the per-pod supervisor (shim) serves to the CLI and the node agent.
@@ -94,6 +103,8 @@ type Request struct {
 	Follow bool `json:"follow,omitempty"`
 	// Size is the initial terminal size of an exec.
 	Size *WindowSize `json:"size,omitempty"`
+	// Path in the container (archive and stat calls).
+	Path string `json:"path,omitempty"`
 }
 
 // Response answers a Request. Error is empty on success.
@@ -103,6 +114,43 @@ type Response struct {
 	Kind  ErrorKind  `json:"kind,omitempty"`
 	Info  *GuestInfo `json:"info,omitempty"`
 	State *PodState  `json:"state,omitempty"`
+	Stat  *PathStat  `json:"stat,omitempty"`
+	Stats *Stats     `json:"stats,omitempty"`
+}
+
+// PathStat describes a path in a container, as Docker's archive API does.
+type PathStat struct {
+	Name       string    `json:"name"`
+	Size       int64     `json:"size"`
+	Mode       uint32    `json:"mode"` // Go's os.FileMode bits
+	Mtime      time.Time `json:"mtime"`
+	LinkTarget string    `json:"linkTarget"`
+}
+
+// Stats is the pod's resource use at Read.
+type Stats struct {
+	Read       time.Time        `json:"read"`
+	CPUs       int              `json:"cpus"`
+	Memory     int64            `json:"memoryBytes"` // the VM's RAM
+	Containers []ContainerStats `json:"containers"`
+	Network    NetworkStats     `json:"network"`
+}
+
+// ContainerStats is one container's share.
+type ContainerStats struct {
+	Name        string `json:"name"`
+	CPUNanos    uint64 `json:"cpuNanos"`
+	MemoryBytes int64  `json:"memoryBytes"`
+	MemoryLimit int64  `json:"memoryLimit"`
+	Pids        int64  `json:"pids"`
+}
+
+// NetworkStats sums the pod's NICs.
+type NetworkStats struct {
+	RxBytes   uint64 `json:"rxBytes"`
+	TxBytes   uint64 `json:"txBytes"`
+	RxPackets uint64 `json:"rxPackets"`
+	TxPackets uint64 `json:"txPackets"`
 }
 
 // ErrorKind classifies a failed call.

@@ -61,3 +61,53 @@ func TestBlockVolume(t *testing.T) {
 		t.Fatalf("fsck after filling the volume: %v\n%s", err, out)
 	}
 }
+
+func TestCopyAndStats(t *testing.T) {
+	t.Parallel()
+	id := startPod(t, img.busybox, "sh", "-c", "mkdir -p /srv/d/sub && echo inner > /srv/d/sub/f && ln -s sub/f /srv/d/link && echo ready && sleep 600")
+	waitLog(t, id, "ready")
+	dir := t.TempDir()
+	// Out of the pod: a directory under a new name, a file into a directory.
+	must(t, "cradle", "cp", id+":/srv/d", filepath.Join(dir, "copy"))
+	if b, _ := os.ReadFile(filepath.Join(dir, "copy", "sub", "f")); string(b) != "inner\n" {
+		t.Fatalf("copied directory: %q", b)
+	}
+	if l, _ := os.Readlink(filepath.Join(dir, "copy", "link")); l != "sub/f" {
+		t.Fatalf("symlink copied as %q", l)
+	}
+	must(t, "cradle", "cp", id+":/srv/d/sub/f", dir)
+	if b, _ := os.ReadFile(filepath.Join(dir, "f")); string(b) != "inner\n" {
+		t.Fatalf("copied file: %q", b)
+	}
+	// Into the pod: a directory into a directory, a file under a new name,
+	// owner and mode kept.
+	os.MkdirAll(filepath.Join(dir, "up"), 0o755)
+	os.WriteFile(filepath.Join(dir, "up", "x.sh"), []byte("#!/bin/sh\necho ran-x\n"), 0o750)
+	os.Chown(filepath.Join(dir, "up", "x.sh"), 1000, 50)
+	must(t, "cradle", "cp", filepath.Join(dir, "up"), id+":/srv")
+	must(t, "cradle", "cp", filepath.Join(dir, "f"), id+":/srv/renamed")
+	r := hearth(t, "cradle", "exec", id, "sh", "-c", "/srv/up/x.sh; stat -c '%u:%g %a' /srv/up/x.sh; cat /srv/renamed")
+	if r.stdout != "ran-x\n1000:50 750\ninner\n" {
+		t.Fatalf("copied in: %s", r)
+	}
+	// Bad input.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cradle", "cp", id + ":/nonexistent", dir}, "Could not find the file /nonexistent"},
+		{[]string{"cradle", "cp", filepath.Join(dir, "f"), id + ":/nonexistent/dir/x"}, "Could not find the file /nonexistent/dir"},
+		{[]string{"cradle", "cp", filepath.Join(dir, "nope"), id + ":/srv"}, "no such file or directory"},
+		{[]string{"cradle", "cp", dir, filepath.Join(dir, "x")}, "must be POD:PATH"},
+		{[]string{"cradle", "cp", "nosuchpod:/x", dir}, "no such pod"},
+	} {
+		if r := hearth(t, c.args...); r.code == 0 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("cp %v: want %q, got %s", c.args, c.want, r)
+		}
+	}
+
+	out := must(t, "cradle", "stats", id)
+	if !strings.Contains(out, "main") || !strings.Contains(out, "/ 512MiB") {
+		t.Fatalf("stats:\n%s", out)
+	}
+}
