@@ -4,7 +4,7 @@ set -eu
 
 pkgs="qemu-system-x86 linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio
 make gcc libc6-dev busybox-static erofs-utils e2fsprogs nftables iproute2 runc
-docker-registry skopeo"
+docker-registry skopeo etcd-server"
 
 missing=""
 for p in $pkgs; do

@@ -298,3 +298,36 @@ func TestUpBadInput(t *testing.T) {
 		t.Fatalf("rm unknown: %s", r)
 	}
 }
+
+// TestUpExternalEtcd: hearth up on an etcd cluster of its own (Debian's
+// etcd-server here), not the embedded member.
+func TestUpExternalEtcd(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	etcd := exec.Command("etcd", "--data-dir", filepath.Join(dir, "etcd"), "--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "default="+peer)
+	if err := etcd.Start(); err != nil {
+		t.Fatalf("start etcd (apt-get install etcd-server): %v", err)
+	}
+	t.Cleanup(func() { etcd.Process.Kill(); etcd.Wait() })
+	n := newUpNode(t, "ext1")
+	n.Up = []string{"--lease-ttl", "3s", "--etcd-endpoints", client}
+	eventually(t, time.Minute, "etcd to serve", func() bool {
+		resp, err := http.Get(client + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	n.start()
+	n.must("image", "load", "-q", "-i", img.busybox)
+	n.createPod(`{"name": "on-external", "spec": {"containers": [{"name": "main", "image": "hearth.test/busybox", "command": ["sh", "-c", "exit 9"]}],
+		"resources": {"cpus": 1, "memoryMiB": 96}}}`)
+	p := n.waitPod("on-external", "exited", func(p podView) bool { return p.Status.Phase == "Exited" })
+	if p.Status.ExitCode != 9 {
+		t.Fatalf("pod on an external etcd: %+v", p)
+	}
+}
