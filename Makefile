@@ -31,13 +31,14 @@ build:
 kernel:
 	@kernel/build.sh $(BIN)/vmlinux
 
-# run sets everything up and runs a demo pod: a busybox shell in its own
-# microVM (until `hearth up` exists). Pass CMD to run something else.
-CMD ?= sh -c 'echo "Hello from a Hearth pod: $$(uname -sr) on $$(hostname), $$(nproc) CPU"; cat /proc/meminfo | head -1'
+# run sets everything up and starts Hearth in the foreground on its
+# embedded defaults, with a small busybox image in its store.
 run: deps kernel build
 	@mkdir -p build
 	@$(GO) run ./internal/testimage/mkimage build/busybox.tar
-	$(BIN)/hearth --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) cradle run build/busybox.tar $(CMD)
+	@$(BIN)/hearth --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) image load -q -i build/busybox.tar
+	@echo "In another shell: export DOCKER_HOST=unix://$(RUN_DIR)/docker.sock; docker run --rm hearth.local/busybox echo hello"
+	$(BIN)/hearth --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) up
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -77,6 +78,9 @@ type CreateOptions struct {
 	// so that a client can attach first, and the pod removes itself
 	// once it has exited.
 	Detach bool
+	// Hold, with Detach, leaves the containers for StartPod: a client
+	// that attaches first starts them.
+	Hold bool
 }
 
 // Pod is a pod as found on disk.
@@ -161,7 +165,9 @@ func (r *Runtime) spawnShim(ctx context.Context, paths shim.Paths, a host.Assets
 		"--data-dir", r.DataDir, "--run-dir", r.RunDir, "--id", paths.ID,
 		"--accel", accel, "--kernel", a.Kernel, "--initrd", a.Initrd, "--qemu", a.QEMU}
 	if o.Detach {
-		args = append(args, "--autostart")
+		if !o.Hold {
+			args = append(args, "--autostart")
+		}
 	} else {
 		args = append(args, "--autoremove")
 	}
@@ -427,9 +433,10 @@ func (r *Runtime) ReleaseNetwork(id string) {
 }
 
 // Start creates a detached pod for a caller that manages it afterwards by
-// ID (the node agent), and reaps its supervisor when that exits.
-func (r *Runtime) Start(ctx context.Context, l *spec.Launch, accel string) error {
-	_, cmd, err := r.Create(ctx, l, CreateOptions{Accel: accel, Detach: true})
+// ID (the node agent), and reaps its supervisor when that exits. With
+// hold, its containers wait for StartPod.
+func (r *Runtime) Start(ctx context.Context, l *spec.Launch, accel string, hold bool) error {
+	_, cmd, err := r.Create(ctx, l, CreateOptions{Accel: accel, Detach: true, Hold: hold})
 	if err != nil {
 		return err
 	}
@@ -469,6 +476,15 @@ func (r *Runtime) Wait(ctx context.Context, id string) (*spec.PodState, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// StartPod starts the containers of pod id, started with hold.
+func (r *Runtime) StartPod(id string) error {
+	p, err := r.load(r.Paths(id))
+	if err != nil {
+		return err
+	}
+	return p.Client().StartPod()
 }
 
 // StopPod stops pod id within timeout.
@@ -520,4 +536,77 @@ func (r *Runtime) LayersInUse() map[string]bool {
 		}
 	}
 	return keep
+}
+
+// Probe runs args in a container of pod id as an exec with the container's
+// own environment, user and working directory, as a healthcheck does, and
+// returns its exit code and up to limit bytes of its combined output. When
+// ctx ends first, the process is killed and ctx's error returned.
+func (r *Runtime) Probe(ctx context.Context, id, container string, args []string, limit int) (int, string, error) {
+	p, err := r.load(r.Paths(id))
+	if err != nil {
+		return 0, "", err
+	}
+	var proc *spec.Process
+	for i, c := range p.Launch.Containers {
+		if c.Name == container || (container == "" && i == 0) {
+			proc = &spec.Process{Args: args, Env: c.Process.Env, Cwd: c.Process.Cwd, User: c.Process.User}
+			container = c.Name
+			break
+		}
+	}
+	if proc == nil {
+		return 0, "", errdefs.NotFound("no container %q in pod %s", container, id)
+	}
+	st, err := p.Client().Exec(container, *proc, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	defer st.Close()
+	out := &limitedBuffer{max: limit}
+	type result struct {
+		es  *spec.ExitStatus
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		es, err := st.Relay(nil, out, out)
+		done <- result{es, err}
+	}()
+	select {
+	case res := <-done:
+		if res.err != nil {
+			return 0, "", res.err
+		}
+		msg := out.String()
+		if res.es.Error != "" {
+			msg = res.es.Error
+		}
+		return res.es.Code, msg, nil
+	case <-ctx.Done():
+		st.Signal(syscall.SIGKILL)
+		return 0, "", ctx.Err()
+	}
+}
+
+// limitedBuffer keeps the first max bytes written to it.
+type limitedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.max - len(b.buf); room > 0 {
+		b.buf = append(b.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (b *limitedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
 }

@@ -554,7 +554,7 @@ func logsCmd(g *Globals) *cobra.Command {
 			st, err := p.Client().Logs(name, follow)
 			if errors.Is(err, shim.ErrGone) {
 				// The pod has exited: its log is all there is.
-				return podlog.Copy(p.Paths.Log(name), cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return podlog.Copy(p.Paths.LaunchLog(&p.Launch, name), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
 			if err != nil {
 				return podErr(p, err)

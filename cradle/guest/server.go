@@ -137,9 +137,10 @@ func (g *Guest) handle(st net.Conn) {
 			es := spec.ExitStatus{Code: 125, Error: err.Error(), FinishedAt: time.Now()}
 			var ee *execError
 			if errors.As(err, &ee) {
+				// Answered at once, so that whoever starts the
+				// container learns it never ran.
 				es.Code, es.Error = ee.Code, ee.Msg
-				reply(st, nil)
-				spec.WriteJSON(st, spec.FrameExit, &es)
+				spec.WriteJSON(st, spec.FrameResponse, &spec.Response{Exit: &es})
 			} else {
 				reply(st, err)
 			}
@@ -223,6 +224,19 @@ func (g *Guest) handle(st net.Conn) {
 
 	case spec.OpStats:
 		spec.WriteJSON(st, spec.FrameResponse, &spec.Response{Stats: g.stats()})
+
+	case spec.OpTop:
+		c, err := g.container(req.Container)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		top, err := g.top(c)
+		if err != nil {
+			reply(st, err)
+			return
+		}
+		spec.WriteJSON(st, spec.FrameResponse, &spec.Response{Top: top})
 
 	case spec.OpShutdown:
 		g.stopAll(time.Duration(req.Timeout))

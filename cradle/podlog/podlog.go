@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hearth-cloud/hearth/cradle/spec"
 	"io"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -102,6 +104,87 @@ func (r *Reader) Next() (Entry, error) {
 
 // Close closes the file.
 func (r *Reader) Close() error { return r.f.Close() }
+
+// Send writes every whole entry not read yet to w as stdout and stderr
+// frames of the control protocol, and returns at the end of the file.
+func (r *Reader) Send(w io.Writer) error { return r.SendWith(w, nil) }
+
+// TimeFormat is how a line's timestamp is written: Docker's RFC 3339 with
+// nanoseconds always nine digits, so timestamps line up.
+const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// SendWith is Send of the entries o selects, in o's form. With a tail, it
+// reads to the end of the file first and sends the last lines only.
+func (r *Reader) SendWith(w io.Writer, o *spec.LogOptions) error {
+	var tail []Entry
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if o != nil && ((!o.Since.IsZero() && e.Time.Before(o.Since)) || (!o.Until.IsZero() && e.Time.After(o.Until))) {
+			continue
+		}
+		if o != nil && o.Tail >= 0 {
+			tail = append(tail, lines(e)...)
+			if len(tail) > 2*o.Tail+1024 {
+				tail = append(tail[:0:0], tail[len(tail)-o.Tail:]...)
+			}
+			continue
+		}
+		if err := send(w, e, o); err != nil {
+			return err
+		}
+	}
+	if o != nil && o.Tail >= 0 {
+		if len(tail) > o.Tail {
+			tail = tail[len(tail)-o.Tail:]
+		}
+		for _, e := range tail {
+			if err := send(w, e, o); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// lines splits an entry at its newlines, keeping them.
+func lines(e Entry) []Entry {
+	var out []Entry
+	s := e.Log
+	for s != "" {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 {
+			out = append(out, Entry{Log: s, Stream: e.Stream, Time: e.Time})
+			break
+		}
+		out = append(out, Entry{Log: s[:i+1], Stream: e.Stream, Time: e.Time})
+		s = s[i+1:]
+	}
+	return out
+}
+
+func send(w io.Writer, e Entry, o *spec.LogOptions) error {
+	kind := spec.FrameStdout
+	if e.Stream == "stderr" {
+		kind = spec.FrameStderr
+	}
+	if o == nil || !o.Timestamps {
+		return spec.WriteFrame(w, kind, []byte(e.Log))
+	}
+	var b strings.Builder
+	ts := e.Time.UTC().Format(TimeFormat)
+	for _, l := range lines(e) {
+		b.WriteString(ts)
+		b.WriteByte(' ')
+		b.WriteString(l.Log)
+	}
+	return spec.WriteFrame(w, kind, []byte(b.String()))
+}
 
 // Copy writes every entry of the file at path to stdout or stderr by
 // stream.

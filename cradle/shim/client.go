@@ -83,6 +83,30 @@ func (c *Client) Stop(timeout time.Duration) error {
 	return err
 }
 
+// Pause freezes the pod's VM.
+func (c *Client) Pause() error {
+	_, err := c.call(&spec.Request{Op: spec.OpPause})
+	return err
+}
+
+// Resume thaws a paused VM.
+func (c *Client) Resume() error {
+	_, err := c.call(&spec.Request{Op: spec.OpResume})
+	return err
+}
+
+// Top lists a container's processes.
+func (c *Client) Top(container string) (*spec.ProcessList, error) {
+	r, err := c.call(&spec.Request{Op: spec.OpTop, Container: container})
+	if err != nil {
+		return nil, err
+	}
+	if r.Top == nil {
+		return nil, errors.New("top: empty answer")
+	}
+	return r.Top, nil
+}
+
 // Signal sends sig to a container's PID 1.
 func (c *Client) Signal(container string, sig syscall.Signal) error {
 	_, err := c.call(&spec.Request{Op: spec.OpSignal, Container: container, Signal: int(sig)})
@@ -113,6 +137,11 @@ func (c *Client) Exec(container string, p spec.Process, size *spec.WindowSize) (
 // output until it exits.
 func (c *Client) Logs(container string, follow bool) (*Stream, error) {
 	return c.stream(&spec.Request{Op: spec.OpLogs, Container: container, Follow: follow})
+}
+
+// LogsWith is Logs with docker logs' choices of entries and form.
+func (c *Client) LogsWith(container string, follow bool, o spec.LogOptions) (*Stream, error) {
+	return c.stream(&spec.Request{Op: spec.OpLogs, Container: container, Follow: follow, Log: &o})
 }
 
 func (c *Client) stream(req *spec.Request) (*Stream, error) {

@@ -3,6 +3,8 @@ package shim
 import (
 	"fmt"
 	"path/filepath"
+
+	"github.com/hearth-cloud/hearth/cradle/spec"
 )
 
 // Paths lays out one pod's files. The pod directory (under the data dir)
@@ -34,6 +36,15 @@ func (p Paths) LogDir() string  { return filepath.Join(p.Dir, "logs") }
 // Log is the output file of one container.
 func (p Paths) Log(container string) string {
 	return filepath.Join(p.LogDir(), container+".log")
+}
+
+// LaunchLog is the output file of one container of launch l, which may
+// keep its logs elsewhere.
+func (p Paths) LaunchLog(l *spec.Launch, container string) string {
+	if l.LogDir != "" {
+		return filepath.Join(l.LogDir, container+".log")
+	}
+	return p.Log(container)
 }
 
 // Socket is where the supervisor serves its API.

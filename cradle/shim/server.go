@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/hearth-cloud/hearth/cradle/podlog"
@@ -73,9 +74,19 @@ func (s *Shim) handle(conn net.Conn) {
 		<-s.exited
 		respond(conn, nil)
 
+	case spec.OpPause, spec.OpResume:
+		respond(conn, s.setPaused(req.Op == spec.OpPause))
+
 	case spec.OpSignal:
 		c, err := s.runningContainer(req.Container)
 		if err != nil {
+			respond(conn, err)
+			return
+		}
+		if req.Signal == int(syscall.SIGKILL) {
+			// As with Docker, a kill reaches a paused container.
+			s.resumeVM()
+		} else if err := s.refuseIfPaused(); err != nil {
 			respond(conn, err)
 			return
 		}
@@ -83,15 +94,40 @@ func (s *Shim) handle(conn net.Conn) {
 		_, err = s.call(&req)
 		respond(conn, err)
 
+	case spec.OpTop:
+		c, err := s.runningContainer(req.Container)
+		if err == nil {
+			err = s.refuseIfPaused()
+		}
+		if err != nil {
+			respond(conn, err)
+			return
+		}
+		req.Container = c.name
+		resp, err := s.call(&req)
+		if err != nil {
+			respond(conn, err)
+			return
+		}
+		spec.WriteJSON(conn, spec.FrameResponse, resp)
+
 	case spec.OpAttach:
 		s.attach(conn, &req)
 
 	case spec.OpExec, spec.OpArchiveGet, spec.OpArchivePut, spec.OpPathStat:
+		if err := s.refuseIfPaused(); err != nil {
+			respond(conn, err)
+			return
+		}
 		s.relay(conn, &req)
 
 	case spec.OpStats:
 		if isClosed(s.exited) {
 			respond(conn, callErr(spec.ErrConflict, "pod %s is not running", s.launch.ID[:12]))
+			return
+		}
+		if err := s.refuseIfPaused(); err != nil {
+			respond(conn, err)
 			return
 		}
 		resp, err := s.call(&req)
@@ -142,11 +178,12 @@ func (s *Shim) attach(conn net.Conn, req *spec.Request) {
 		return
 	}
 	a := c.attach()
-	var err2 error
 	if req.Start && a != nil {
-		err2 = s.startAll()
+		// A container that fails to start has exited: its exit reaches
+		// this client like any other.
+		s.startAll()
 	}
-	if respond(conn, err2) != nil || err2 != nil {
+	if respond(conn, nil) != nil {
 		if a != nil {
 			c.detach(a)
 		}
@@ -170,6 +207,13 @@ func (s *Shim) attach(conn net.Conn, req *spec.Request) {
 			switch kind {
 			case spec.FrameStdin:
 				if req.Stdin {
+					// Input that comes before the container runs (a
+					// client attached first) waits for it.
+					select {
+					case <-c.started:
+					case <-s.exited:
+						return
+					}
 					c.send(kind, b)
 				}
 			case spec.FrameResize, spec.FrameSignal:
@@ -264,26 +308,21 @@ func (s *Shim) logs(conn net.Conn, req *spec.Request) {
 		return
 	}
 	defer r.Close()
+	o := req.Log
 	for {
 		// Take the growth signal before draining: an append after this
 		// point wakes us; one before it is read by the drain.
 		grow, exited := c.growth()
-		for {
-			e, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				spec.WriteJSON(conn, spec.FrameExit, &spec.ExitStatus{Code: -1, Error: err.Error()})
-				return
-			}
-			kind := spec.FrameStdout
-			if e.Stream == "stderr" {
-				kind = spec.FrameStderr
-			}
-			if spec.WriteFrame(conn, kind, []byte(e.Log)) != nil {
-				return
-			}
+		err := r.SendWith(conn, o)
+		if o != nil && o.Tail >= 0 {
+			// The tail is of what was there; what follows comes whole.
+			tail := *o
+			tail.Tail = -1
+			o = &tail
+		}
+		if err != nil {
+			spec.WriteJSON(conn, spec.FrameExit, &spec.ExitStatus{Code: -1, Error: err.Error()})
+			return
 		}
 		if exited || !req.Follow {
 			spec.WriteJSON(conn, spec.FrameExit, exitOrEmpty(c))

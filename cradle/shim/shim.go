@@ -109,11 +109,15 @@ func Run(ctx context.Context, o Options) error {
 	if l.Network != nil && len(l.Network.Interfaces) > 0 {
 		s.state.IP = l.Network.Interfaces[0].Address
 	}
-	if err := os.MkdirAll(o.Paths.LogDir(), 0o755); err != nil {
+	logDir := o.Paths.LogDir()
+	if l.LogDir != "" {
+		logDir = l.LogDir
+	}
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return err
 	}
 	for _, c := range l.Containers {
-		cs := &ctr{name: c.Name, shim: s, done: make(chan struct{}), logPath: o.Paths.Log(c.Name)}
+		cs := &ctr{name: c.Name, shim: s, done: make(chan struct{}), started: make(chan struct{}), logPath: o.Paths.LaunchLog(&l, c.Name)}
 		// The log exists from the start, so readers never wait for it.
 		if cs.log, err = podlog.Create(cs.logPath); err != nil {
 			return err
@@ -339,6 +343,51 @@ func (s *Shim) startVM(args []string, taps []*os.File) error {
 	return <-errc
 }
 
+// setPaused stops or continues the QEMU process: a paused VM uses no CPU
+// and keeps its memory, as Docker's freezer does for a container.
+func (s *Shim) setPaused(pause bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.vm == nil || isClosed(s.vmDone) || s.stopping {
+		return callErr(spec.ErrConflict, "pod %s is not running", s.launch.ID[:12])
+	}
+	if s.state.Paused == pause {
+		if pause {
+			return callErr(spec.ErrConflict, "pod %s is already paused", s.launch.ID[:12])
+		}
+		return callErr(spec.ErrConflict, "pod %s is not paused", s.launch.ID[:12])
+	}
+	sig := syscall.SIGCONT
+	if pause {
+		sig = syscall.SIGSTOP
+	}
+	if err := s.vm.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal qemu: %w", err)
+	}
+	s.state.Paused = pause
+	return nil
+}
+
+// resumeVM continues a paused VM, before a stop or a kill.
+func (s *Shim) resumeVM() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.Paused && s.vm != nil {
+		s.vm.Process.Signal(syscall.SIGCONT)
+		s.state.Paused = false
+	}
+}
+
+// refuseIfPaused refuses a call that needs the guest while it is frozen.
+func (s *Shim) refuseIfPaused() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.Paused {
+		return callErr(spec.ErrConflict, "pod %s is paused", s.launch.ID[:12])
+	}
+	return nil
+}
+
 func (s *Shim) killVM() {
 	s.mu.Lock()
 	vm := s.vm
@@ -439,6 +488,7 @@ func (s *Shim) stopTimeout() time.Duration {
 // off, and kills QEMU if the guest does not get there.
 func (s *Shim) shutdown(timeout time.Duration) {
 	s.log.Debug("shutting down", "timeout", timeout)
+	s.resumeVM()
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.call(&spec.Request{Op: spec.OpShutdown, Timeout: spec.Duration(timeout)})
@@ -579,6 +629,10 @@ type ctr struct {
 	attachers map[*attacher]bool
 	exit      *spec.ExitStatus
 	done      chan struct{}
+	// started is closed once the container's process runs (or it has
+	// ended without): input may flow from then on.
+	started     chan struct{}
+	startedOnce sync.Once
 	// grow is closed and replaced whenever output is appended, waking
 	// followers of the log.
 	grow chan struct{}
@@ -596,8 +650,21 @@ type attacher struct {
 
 func (c *ctr) start() error {
 	st, err := c.shim.openStream()
+	var resp *spec.Response
 	if err == nil {
-		_, err = spec.Call(st, &spec.Request{Op: spec.OpStart, Container: c.name})
+		resp, err = spec.Call(st, &spec.Request{Op: spec.OpStart, Container: c.name})
+	}
+	if err == nil && resp.Exit != nil {
+		// The command could not run: that is the container's exit, and
+		// the starter's error (Docker's start fails with it).
+		st.Close()
+		es := *resp.Exit
+		c.finish(es)
+		kind := spec.ErrNotExecutable
+		if es.Code == 127 {
+			kind = spec.ErrNotFound
+		}
+		return callErr(kind, "start container %s: %s", c.name, es.Error)
 	}
 	if err != nil {
 		if st != nil {
@@ -609,6 +676,7 @@ func (c *ctr) start() error {
 	c.mu.Lock()
 	c.stream = st
 	c.mu.Unlock()
+	c.markStarted()
 	c.shim.setContainerState(c.name, func(cs *spec.ContainerState) {
 		cs.Status = spec.StatusRunning
 		cs.StartedAt = time.Now().UTC()
@@ -694,6 +762,7 @@ func (c *ctr) finish(es spec.ExitStatus) {
 	}
 	close(c.done)
 	c.mu.Unlock()
+	c.markStarted()
 	b, _ := json.Marshal(es)
 	for a := range subs {
 		select {
@@ -709,6 +778,8 @@ func (c *ctr) finish(es spec.ExitStatus) {
 	})
 	c.shim.containerExited()
 }
+
+func (c *ctr) markStarted() { c.startedOnce.Do(func() { close(c.started) }) }
 
 // send writes a frame to the guest's stream of this container.
 func (c *ctr) send(kind spec.FrameKind, b []byte) error {

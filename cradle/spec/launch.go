@@ -45,6 +45,11 @@ type Launch struct {
 
 	// Labels are free-form metadata for the caller (image reference, owner).
 	Labels map[string]string `json:"labels,omitempty"`
+	// LogDir, on the host, is where the supervisor appends each
+	// container's output (NAME.log), so that it outlives this VM: a
+	// control plane keeps one log across a pod's restarts. Empty keeps
+	// the logs in the pod's own directory.
+	LogDir string `json:"logDir,omitempty"`
 }
 
 // Resources size the VM.

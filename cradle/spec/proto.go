@@ -11,7 +11,7 @@ import (
 
 // ProtocolVersion is the version of the control protocol (docs/cradle-protocol.md).
 // The host sends it in OpHello; a guest that speaks another version refuses.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // The control protocol carries one call per stream. The guest side is a
 // yamux session over a virtio-serial port (vsock where the host has it); the
@@ -64,6 +64,7 @@ const (
 	OpArchivePut Op = "archive-put"
 	OpPathStat   Op = "path-stat" // answers Stat of Path in Container
 	OpStats      Op = "stats"     // answers Stats of the pod's containers
+	OpTop        Op = "top"       // answers the ProcessList of Container
 )
 
 // Calls the per-pod supervisor (shim) serves to the CLI and the node agent.
@@ -73,6 +74,10 @@ const (
 	OpLogs   Op = "logs"   // recorded output of Container; Follow keeps it open
 	OpWait   Op = "wait"   // answers PodState once the pod has exited
 	OpStop   Op = "stop"   // graceful stop: StopSignal, SIGKILL after Timeout
+	// OpPause freezes the pod's VM (its QEMU process stops); OpResume
+	// thaws it. Calls that need the guest are refused while it is paused.
+	OpPause  Op = "pause"
+	OpResume Op = "resume"
 	// OpStartPod starts every container of a pod created with autostart off.
 	OpStartPod Op = "start-pod"
 	// OpExec and OpSignal are forwarded to the guest.
@@ -105,17 +110,37 @@ type Request struct {
 	Size *WindowSize `json:"size,omitempty"`
 	// Path in the container (archive and stat calls).
 	Path string `json:"path,omitempty"`
+	// Log selects and shapes the output a logs call sends; nil sends it
+	// all, as it was written.
+	Log *LogOptions `json:"log,omitempty"`
+}
+
+// LogOptions are docker logs' choices.
+type LogOptions struct {
+	// Since and Until bound the entries' times; zero is no bound.
+	Since time.Time `json:"since,omitempty"`
+	Until time.Time `json:"until,omitempty"`
+	// Tail sends only the last Tail lines of the output recorded so far;
+	// negative sends all of it.
+	Tail int `json:"tail"`
+	// Timestamps starts each line with the time it was written
+	// (RFC 3339, nanoseconds, UTC) and a space.
+	Timestamps bool `json:"timestamps,omitempty"`
 }
 
 // Response answers a Request. Error is empty on success.
 type Response struct {
 	Error string `json:"error,omitempty"`
 	// Kind classifies Error so clients can map it without matching text.
-	Kind  ErrorKind  `json:"kind,omitempty"`
-	Info  *GuestInfo `json:"info,omitempty"`
-	State *PodState  `json:"state,omitempty"`
-	Stat  *PathStat  `json:"stat,omitempty"`
-	Stats *Stats     `json:"stats,omitempty"`
+	Kind  ErrorKind    `json:"kind,omitempty"`
+	Info  *GuestInfo   `json:"info,omitempty"`
+	State *PodState    `json:"state,omitempty"`
+	Stat  *PathStat    `json:"stat,omitempty"`
+	Stats *Stats       `json:"stats,omitempty"`
+	Top   *ProcessList `json:"top,omitempty"`
+	// Exit answers a start whose command could not run (126, 127): the
+	// container has exited, and no stream follows.
+	Exit *ExitStatus `json:"exit,omitempty"`
 }
 
 // PathStat describes a path in a container, as Docker's archive API does.
@@ -125,6 +150,13 @@ type PathStat struct {
 	Mode       uint32    `json:"mode"` // Go's os.FileMode bits
 	Mtime      time.Time `json:"mtime"`
 	LinkTarget string    `json:"linkTarget"`
+}
+
+// ProcessList is a container's processes as `ps -ef` shows them, the
+// shape docker top answers.
+type ProcessList struct {
+	Titles    []string   `json:"titles"`
+	Processes [][]string `json:"processes"`
 }
 
 // Stats is the pod's resource use at Read.
@@ -214,6 +246,7 @@ type PodState struct {
 	Error      string           `json:"error,omitempty"`
 	ShimPID    int              `json:"shimPid,omitempty"`
 	VMPID      int              `json:"vmPid,omitempty"`
+	Paused     bool             `json:"paused,omitempty"`
 	Accel      string           `json:"accel,omitempty"`
 	IP         string           `json:"ip,omitempty"`
 	Kernel     string           `json:"kernel,omitempty"`

@@ -39,16 +39,34 @@ type VM struct {
 // VMM runs VMs on this node. The agent declares what it needs; cradle
 // provides it, and a fake stands in for control-plane tests at scale.
 type VMM interface {
-	Start(ctx context.Context, l *spec.Launch) error
+	// Start boots a VM; with hold, its containers wait for StartPod.
+	Start(ctx context.Context, l *spec.Launch, hold bool) error
+	StartPod(id string) error
 	Wait(ctx context.Context, id string) (*spec.PodState, error)
 	Stop(id string, timeout time.Duration) error
 	Remove(id string) error
 	List() ([]VM, error)
+	// Forget drops what the node keeps of a pod across its VMs (its
+	// logs) once the pod has left the node; Sweep does so for every pod
+	// but those in keep.
+	Forget(podUID string) error
+	Sweep(keep map[string]bool) error
+	// Probe runs args in the first container of VM id, with its
+	// environment, and returns the exit code and up to limit bytes of
+	// output (healthchecks).
+	Probe(ctx context.Context, id string, args []string, limit int) (int, string, error)
 }
 
 // Builder turns a pod into a launch spec with the given VM ID: images,
 // layers, network, volumes.
 type Builder func(ctx context.Context, p *model.Pod, vmID string) (*spec.Launch, error)
+
+func (a *Agent) holdTimeout() time.Duration {
+	if a.HoldTimeout > 0 {
+		return a.HoldTimeout
+	}
+	return 30 * time.Second
+}
 
 // LeaseKey is where a node's heartbeat lease lives.
 func LeaseKey(node string) string { return store.Prefix + "leases/" + node }
@@ -62,6 +80,9 @@ type Agent struct {
 	Capacity model.Resources
 	Accel    string
 	LeaseTTL time.Duration
+	// HoldTimeout is how long a VM booted for a frontend that holds its
+	// start waits before the agent starts it (default 30 s).
+	HoldTimeout time.Duration
 
 	Store *store.Store
 	VMM   VMM
@@ -243,9 +264,13 @@ func (a *Agent) claim(uid string) (VM, bool) {
 	return vm, ok
 }
 
-// reapOrphans removes VMs of pods that no longer exist here.
+// reapOrphans removes VMs, and logs, of pods that no longer exist here.
 func (a *Agent) reapOrphans() {
 	a.mu.Lock()
+	keep := map[string]bool{}
+	for _, w := range a.workers {
+		keep[w.uid()] = true
+	}
 	var orphans []VM
 	for uid, vm := range a.adopt {
 		claimed := false
@@ -265,5 +290,8 @@ func (a *Agent) reapOrphans() {
 		if err := a.VMM.Remove(vm.ID); err != nil {
 			a.Log.Warn("remove orphan VM", "vm", short(vm.ID), "err", err)
 		}
+	}
+	if err := a.VMM.Sweep(keep); err != nil {
+		a.Log.Warn("sweep logs of gone pods", "err", err)
 	}
 }

@@ -45,20 +45,63 @@ type fakeVMM struct {
 	removes []string
 	waits   []string
 	calls   []string // every call, as "start <id>", "stop <id>"...
+	held    map[string]bool
+	forgot  []string
+	// probe answers healthchecks; nil passes them.
+	probe func(id string, args []string) (int, string, error)
 }
 
 func newFakeVMM() *fakeVMM { return &fakeVMM{vms: map[string]*fakeVM{}} }
 
-func (f *fakeVMM) Start(ctx context.Context, l *spec.Launch) error {
+func (f *fakeVMM) Start(ctx context.Context, l *spec.Launch, hold bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.vms[l.ID]; ok {
 		return errdefs.AlreadyExists("VM %s exists", l.ID)
 	}
+	if hold {
+		if f.held == nil {
+			f.held = map[string]bool{}
+		}
+		f.held[l.ID] = true
+	}
 	f.vms[l.ID] = &fakeVM{id: l.ID, labels: maps(l.Labels), exited: make(chan struct{})}
 	f.starts = append(f.starts, l.ID)
 	f.calls = append(f.calls, "start "+l.ID)
 	return nil
+}
+
+func (f *fakeVMM) StartPod(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "start-pod "+id)
+	delete(f.held, id)
+	return nil
+}
+
+func (f *fakeVMM) isHeld(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held[id]
+}
+
+func (f *fakeVMM) Forget(uid string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.forgot = append(f.forgot, uid)
+	return nil
+}
+
+func (f *fakeVMM) Sweep(keep map[string]bool) error { return nil }
+
+func (f *fakeVMM) Probe(ctx context.Context, id string, args []string, limit int) (int, string, error) {
+	f.mu.Lock()
+	probe := f.probe
+	f.mu.Unlock()
+	if probe == nil {
+		return 0, "", nil
+	}
+	return probe(id, args)
 }
 
 func maps(m map[string]string) map[string]string {
@@ -271,7 +314,7 @@ func (v *env) startAgent(vmm *fakeVMM) *running {
 		Node: "n1", Role: model.RoleWorker, Address: "10.0.0.1:7000",
 		Labels:   map[string]string{"zone": "east"},
 		Capacity: model.Resources{CPUs: 4, MemoryMiB: 4096},
-		Accel:    "kvm", LeaseTTL: 2 * time.Second,
+		Accel:    "kvm", LeaseTTL: 2 * time.Second, HoldTimeout: time.Second,
 		Store: v.s, VMM: vmm, Build: build, NewID: newID,
 		Log: slog.New(logs),
 	}
@@ -802,4 +845,106 @@ func TestReapOrphans(t *testing.T) {
 	if p.Status.CradleID == reused {
 		t.Errorf("pod runs in the VM of an earlier incarnation")
 	}
+}
+
+func TestHoldStart(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t)
+	vmm := newFakeVMM()
+	r := v.startAgent(vmm)
+	p := newPod("held", "n1", model.RestartAlways)
+	p.Spec.HoldStart = true
+	v.create(p)
+	vm := v.waitStarts(vmm, 1)[0]
+	v.waitPod("held", "running", runningIn(vm))
+	if !vmm.isHeld(vm) {
+		t.Fatalf("VM %s was not started held", vm)
+	}
+	// Nobody starts it: the agent does, after the hold timeout.
+	eventually(t, wait, "start of the held pod", func() bool { return !vmm.isHeld(vm) })
+	if r.logs.count("starting a held pod nobody started") != 1 {
+		t.Errorf("logs: %v", r.logs.msgs)
+	}
+	// A restart by policy is not held.
+	vmm.exit(vm, 1)
+	vm2 := v.waitStarts(vmm, 2)[1]
+	v.waitPod("held", "running again", runningIn(vm2))
+	if vmm.isHeld(vm2) {
+		t.Errorf("restart %s was held", vm2)
+	}
+}
+
+func TestAutoRemove(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t)
+	vmm := newFakeVMM()
+	v.startAgent(vmm)
+	p := newPod("rm", "n1", model.RestartNo)
+	p.Spec.AutoRemove = true
+	v.create(p)
+	uid := p.UID
+	vm := v.waitStarts(vmm, 1)[0]
+	v.waitPod("rm", "running", runningIn(vm))
+	vmm.exit(vm, 3)
+	eventually(t, wait, "removal of the pod", func() bool {
+		_, err := store.Get[model.Pod](t.Context(), v.s, model.KindPod, "acme", "rm")
+		return errdefs.IsNotFound(err)
+	})
+	eventually(t, wait, "VM removed and logs forgotten", func() bool {
+		vmm.mu.Lock()
+		defer vmm.mu.Unlock()
+		return slices.Contains(vmm.removes, vm) && slices.Contains(vmm.forgot, uid)
+	})
+
+	// With a restart policy that restarts, the pod stays.
+	q := newPod("rm2", "n1", model.RestartOnFailure)
+	q.Spec.AutoRemove = true
+	v.create(q)
+	vm = v.waitStarts(vmm, 2)[1]
+	v.waitPod("rm2", "running", runningIn(vm))
+	vmm.exit(vm, 1)
+	vm = v.waitStarts(vmm, 3)[2]
+	v.waitPod("rm2", "restarted", runningIn(vm))
+}
+
+func TestHealthcheck(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t)
+	vmm := newFakeVMM()
+	var mu sync.Mutex
+	pass := false
+	vmm.probe = func(id string, args []string) (int, string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Join(args, " ") != "/bin/sh -c test -e /ok" {
+			return 2, "wrong command " + strings.Join(args, " "), nil
+		}
+		if pass {
+			return 0, "ok\n", nil
+		}
+		return 1, "not yet\n", nil
+	}
+	v.startAgent(vmm)
+	p := newPod("hc", "n1", model.RestartNo)
+	p.Spec.Containers[0].Healthcheck = &model.Healthcheck{Test: []string{"CMD-SHELL", "test -e /ok"}, Interval: 20 * time.Millisecond, Retries: 2}
+	v.create(p)
+	vm := v.waitStarts(vmm, 1)[0]
+	got := v.waitPod("hc", "unhealthy", func(p *model.Pod) bool {
+		return p.Status.Health != nil && p.Status.Health.Status == model.HealthUnhealthy
+	})
+	if h := got.Status.Health; h.FailingStreak < 2 || len(h.Log) == 0 || h.Log[len(h.Log)-1].Output != "not yet\n" || h.Log[len(h.Log)-1].ExitCode != 1 {
+		t.Errorf("unhealthy state %+v", h)
+	}
+	mu.Lock()
+	pass = true
+	mu.Unlock()
+	got = v.waitPod("hc", "healthy", func(p *model.Pod) bool {
+		return p.Status.Health != nil && p.Status.Health.Status == model.HealthHealthy
+	})
+	if got.Status.Health.FailingStreak != 0 || len(got.Status.Health.Log) > 5 {
+		t.Errorf("healthy state %+v", got.Status.Health)
+	}
+	// The check ends with the VM, and a new run starts over.
+	vmm.exit(vm, 0)
+	v.waitPod("hc", "exited", func(p *model.Pod) bool { return p.Status.Phase == model.PhaseExited })
 }

@@ -41,6 +41,15 @@ type worker struct {
 	// exitGen is the pod's generation when its VM last ended: a change of
 	// spec after that (a start after a stop) starts it again.
 	exitGen int64
+	// grace is the stop timeout the pod last asked for.
+	grace time.Duration
+	// podUID is the pod this worker serves.
+	podUID string
+	// heldUntil is when the agent starts the containers of a VM booted
+	// held, if its frontend has not.
+	heldUntil time.Time
+	// stopHealth ends the healthcheck of the current VM.
+	stopHealth context.CancelFunc
 }
 
 type exit struct {
@@ -50,7 +59,7 @@ type exit struct {
 }
 
 func newWorker(a *Agent, key string) *worker {
-	return &worker{a: a, key: key, wake: make(chan struct{}, 1), exits: make(chan exit, 1)}
+	return &worker{a: a, key: key, grace: model.DefaultStopTimeout, wake: make(chan struct{}, 1), exits: make(chan exit, 1)}
 }
 
 // update records the pod's latest version (nil: deleted) and wakes run.
@@ -110,8 +119,8 @@ func (w *worker) run(ctx context.Context) {
 			}
 			return
 		}
-		if !w.restartAt.IsZero() && timerC == nil && !w.running {
-			d := time.Until(w.restartAt)
+		if next := w.nextDeadline(); !next.IsZero() && timerC == nil {
+			d := time.Until(next)
 			if d < 0 {
 				d = 0
 			}
@@ -140,6 +149,7 @@ func (w *worker) adopt(ctx context.Context, p *model.Pod) {
 		w.running = true
 		w.startedAt = p.Status.StartedAt
 		go w.wait(ctx, vm.ID)
+		w.startHealth(ctx, p, vm.ID)
 		return
 	}
 	// It exited while no agent watched: record that once.
@@ -150,16 +160,34 @@ func (w *worker) adopt(ctx context.Context, p *model.Pod) {
 	w.exited(ctx, exit{vm: vm.ID, state: st, err: err})
 }
 
+// nextDeadline is when run must look at the pod again by itself: a
+// restart, or a held VM nobody started.
+func (w *worker) nextDeadline() time.Time {
+	switch {
+	case !w.restartAt.IsZero() && !w.running:
+		return w.restartAt
+	case !w.heldUntil.IsZero() && w.running:
+		return w.heldUntil
+	}
+	return time.Time{}
+}
+
 // reconcile moves the pod towards its spec; it reports true when the pod
 // has left this node (its VM removed).
 func (w *worker) reconcile(ctx context.Context, p *model.Pod) bool {
+	if p != nil {
+		// A deleted pod's VM stops with the grace it last asked for.
+		w.grace = p.Spec.StopGrace()
+		w.podUID = p.UID
+	}
 	if p == nil || p.Spec.NodeName != w.a.Node {
 		// Deleted, or rescheduled elsewhere while this node was away: a
 		// duplicate must not run on.
+		w.endHealth()
 		if w.vm != "" {
-			timeout := 10 * time.Second
-			if p != nil && p.Spec.StopTimeout > 0 {
-				timeout = time.Duration(p.Spec.StopTimeout) * time.Second
+			timeout := w.grace
+			if p != nil {
+				timeout = p.Spec.StopGrace()
 			}
 			if w.running {
 				w.a.VMM.Stop(w.vm, timeout)
@@ -168,19 +196,31 @@ func (w *worker) reconcile(ctx context.Context, p *model.Pod) bool {
 				w.a.Log.Warn("remove VM", "pod", w.key, "err", err)
 			}
 		}
+		if w.podUID != "" {
+			if err := w.a.VMM.Forget(w.podUID); err != nil {
+				w.a.Log.Warn("drop pod logs", "pod", w.key, "err", err)
+			}
+		}
 		return true
 	}
 	if p.Spec.Desired == model.DesiredStopped {
-		w.restartAt = time.Time{}
+		if !w.restartAt.IsZero() {
+			w.restartAt = time.Time{}
+			w.setStatus(ctx, p, func(s *model.PodStatus) { s.Restarting = false })
+		}
 		if w.running {
-			timeout := 10 * time.Second
-			if p.Spec.StopTimeout > 0 {
-				timeout = time.Duration(p.Spec.StopTimeout) * time.Second
-			}
 			// The exit arrives through wait.
-			go w.a.VMM.Stop(w.vm, timeout)
+			go w.a.VMM.Stop(w.vm, p.Spec.StopGrace())
 		}
 		return false
+	}
+	if w.running && !w.heldUntil.IsZero() && !time.Now().Before(w.heldUntil) {
+		// The frontend that held the start went away: start it anyway.
+		w.heldUntil = time.Time{}
+		w.a.Log.Info("starting a held pod nobody started", "pod", w.key)
+		if err := w.a.VMM.StartPod(w.vm); err != nil {
+			w.a.Log.Warn("start held pod", "pod", w.key, "err", err)
+		}
 	}
 	if w.running {
 		if p.Status.Phase != model.PhaseRunning || p.Status.CradleID != w.vm {
@@ -195,24 +235,26 @@ func (w *worker) reconcile(ctx context.Context, p *model.Pod) bool {
 	}
 	switch {
 	case p.Status.Phase == model.PhaseScheduled || p.Status.Phase == model.PhasePending:
-		w.start(ctx, p)
+		w.start(ctx, p, p.Spec.HoldStart)
 	case p.Status.Phase == model.PhaseStarting && w.vm == "":
 		// Started by an agent that died before it got the VM going.
-		w.start(ctx, p)
+		w.start(ctx, p, p.Spec.HoldStart)
 	case !w.restartAt.IsZero() && !time.Now().Before(w.restartAt):
 		w.restartAt = time.Time{}
-		w.start(ctx, p)
+		w.start(ctx, p, false)
 	case model.Terminal(p.Status.Phase) && p.Generation > w.exitGen && w.exitGen > 0:
 		// Its spec changed since it ended (a start after a stop).
 		w.restartAt = time.Time{}
 		w.failures = 0
-		w.start(ctx, p)
+		w.start(ctx, p, p.Spec.HoldStart)
 	}
 	return false
 }
 
-// start launches a new VM for the pod, replacing an exited one.
-func (w *worker) start(ctx context.Context, p *model.Pod) {
+// start launches a new VM for the pod, replacing an exited one; with hold,
+// its containers wait for the frontend (or holdTimeout).
+func (w *worker) start(ctx context.Context, p *model.Pod, hold bool) {
+	w.endHealth()
 	if w.vm != "" {
 		if err := w.a.VMM.Remove(w.vm); err != nil {
 			w.a.Log.Warn("remove old VM", "pod", w.key, "err", err)
@@ -224,26 +266,36 @@ func (w *worker) start(ctx context.Context, p *model.Pod) {
 	if !w.setStatus(ctx, p, func(s *model.PodStatus) {
 		s.Phase, s.Reason, s.Message = model.PhaseStarting, "", ""
 		s.Node, s.CradleID = w.a.Node, id
+		s.Restarting = false
 	}) {
 		return
 	}
 	l, err := w.a.Build(ctx, p, id)
 	if err == nil {
-		err = w.a.VMM.Start(ctx, l)
+		err = w.a.VMM.Start(ctx, l, hold)
 	}
 	if err != nil {
 		w.a.Log.Warn("pod failed to start", "pod", w.key, "err", err)
 		w.a.VMM.Remove(id)
 		failed := model.PodStatus{Phase: model.PhaseFailed, Reason: "StartError", Message: err.Error()}
+		restart := w.planRestart(p, 1)
 		w.setStatus(ctx, p, func(s *model.PodStatus) {
 			s.Phase, s.Reason, s.Message = failed.Phase, failed.Reason, failed.Message
 			s.FinishedAt = time.Now().UTC()
 			s.CradleID = ""
+			s.Restarting = restart
+			if restart {
+				s.RestartCount++
+			}
 		})
-		w.planRestart(p, 1, false)
+		w.autoRemove(ctx)
 		return
 	}
 	w.vm, w.running, w.startedAt = id, true, time.Now()
+	w.heldUntil = time.Time{}
+	if hold {
+		w.heldUntil = time.Now().Add(w.a.holdTimeout())
+	}
 	if w.a.OnVMStart != nil {
 		w.a.OnVMStart(time.Since(began))
 	}
@@ -258,8 +310,33 @@ func (w *worker) start(ctx context.Context, p *model.Pod) {
 		s.FinishedAt = time.Time{}
 		s.ExitCode = 0
 		s.Containers = nil
+		s.Health = nil
 	})
 	go w.wait(ctx, id)
+	w.startHealth(ctx, p, id)
+}
+
+// startHealth runs the pod's healthcheck, if it has one, against VM vm.
+func (w *worker) startHealth(ctx context.Context, p *model.Pod, vm string) {
+	w.endHealth()
+	hc := p.Spec.Containers[0].Healthcheck
+	if hc == nil || len(hc.Test) == 0 || hc.Test[0] == "NONE" {
+		return
+	}
+	var seed *model.Health
+	if p.Status.CradleID == vm && p.Status.Health != nil {
+		seed = p.Status.Health // adopted: go on from where it was
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	w.stopHealth = cancel
+	go w.checkHealth(hctx, p, vm, hc, seed)
+}
+
+func (w *worker) endHealth() {
+	if w.stopHealth != nil {
+		w.stopHealth()
+		w.stopHealth = nil
+	}
 }
 
 func (w *worker) wait(ctx context.Context, vm string) {
@@ -276,6 +353,7 @@ func (w *worker) exited(ctx context.Context, ex exit) {
 		return
 	}
 	w.running = false
+	w.endHealth()
 	p := w.pod()
 	if p == nil {
 		return
@@ -307,32 +385,40 @@ func (w *worker) exited(ctx context.Context, ex exit) {
 			statuses = append(statuses, cs)
 		}
 	}
+	if time.Since(w.startedAt) >= backoffReset {
+		w.failures = 0
+	}
+	w.heldUntil = time.Time{}
+	restart := w.planRestart(p, code)
 	w.setStatus(ctx, p, func(s *model.PodStatus) {
 		s.Phase, s.Reason, s.Message = phase, reason, msg
 		s.ExitCode, s.Containers = code, statuses
 		s.FinishedAt = time.Now().UTC()
+		s.Restarting = restart
+		if restart {
+			s.RestartCount++
+		}
 	})
-	if time.Since(w.startedAt) >= backoffReset {
-		w.failures = 0
-	}
-	w.planRestart(p, code, true)
+	w.autoRemove(ctx)
 }
 
-// planRestart applies the restart policy to an exit with code.
-func (w *worker) planRestart(p *model.Pod, code int, ran bool) {
-	if p.Spec.Desired != model.DesiredRunning {
+// autoRemove deletes a pod that asked for it once it has ended for good.
+func (w *worker) autoRemove(ctx context.Context) {
+	p := w.pod()
+	if p == nil || !p.Spec.AutoRemove || !w.restartAt.IsZero() || !model.Terminal(p.Status.Phase) {
 		return
 	}
-	r := p.Spec.Restart
-	restart := false
-	switch r.Policy {
-	case model.RestartAlways, model.RestartUnlessStopped:
-		restart = true
-	case model.RestartOnFailure:
-		restart = code != 0 && (r.MaxRetries == 0 || p.Status.RestartCount < r.MaxRetries)
+	// Conditional on the revision: a start that raced the exit wins.
+	if err := w.a.Store.Delete(ctx, model.KindPod, p.Tenant, p.Name, p.Revision); err != nil && !errdefs.IsNotFound(err) {
+		w.a.Log.Warn("remove pod after exit", "pod", w.key, "err", err)
 	}
-	if !restart {
-		return
+}
+
+// planRestart applies the restart policy to an exit with code; it reports
+// whether the pod restarts.
+func (w *worker) planRestart(p *model.Pod, code int) bool {
+	if !p.ShouldRestart(code) {
+		return false
 	}
 	d := backoffFirst << w.failures
 	if d > backoffMax || d <= 0 {
@@ -341,7 +427,7 @@ func (w *worker) planRestart(p *model.Pod, code int, ran bool) {
 	w.failures++
 	w.restartAt = time.Now().Add(d)
 	w.a.Log.Info("restarting pod", "pod", w.key, "in", d, "exit", code)
-	w.setStatus(context.Background(), p, func(s *model.PodStatus) { s.RestartCount++ })
+	return true
 }
 
 // setStatus writes the pod's status; it reports false when the pod is no

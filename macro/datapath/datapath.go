@@ -10,15 +10,20 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/hearth-cloud/hearth/cradle"
+	"github.com/hearth-cloud/hearth/cradle/podlog"
 	"github.com/hearth-cloud/hearth/cradle/shim"
+	"github.com/hearth-cloud/hearth/cradle/spec"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/internal/errhttp"
 	"github.com/hearth-cloud/hearth/macro/model"
@@ -35,6 +40,9 @@ type Locator struct {
 	Store   *store.Store
 	// TLS is the node's client configuration for other nodes' APIs.
 	TLS *tls.Config
+	// LogDir is where this node keeps the logs of pod uid, which outlive
+	// the pod's VMs.
+	LogDir func(uid string) string
 }
 
 // Conn connects to the supervisor of pod tenant/name, wherever it runs.
@@ -67,9 +75,51 @@ func (l *Locator) local(p *model.Pod) (net.Conn, error) {
 	sock := l.Runtime.Paths(p.Status.CradleID).Socket()
 	conn, err := net.DialTimeout("unix", sock, 5*time.Second)
 	if err != nil {
+		if l.LogDir != nil {
+			return l.logsOnly(p), nil
+		}
 		return nil, errdefs.Conflict("pod %s/%s is not running (%v)", p.Tenant, p.Name, err)
 	}
 	return conn, nil
+}
+
+// logsOnly stands in for the supervisor of a pod that has none running:
+// the pod's recorded output is all it serves.
+func (l *Locator) logsOnly(p *model.Pod) net.Conn {
+	client, server := net.Pipe()
+	go func() {
+		defer server.Close()
+		var req spec.Request
+		if spec.ReadJSON(server, spec.FrameRequest, &req) != nil {
+			return
+		}
+		if req.Op != spec.OpLogs {
+			spec.WriteJSON(server, spec.FrameResponse, &spec.Response{Error: fmt.Sprintf("pod %s/%s is not running", p.Tenant, p.Name), Kind: spec.ErrConflict})
+			return
+		}
+		known := false
+		for _, c := range p.Spec.Containers {
+			known = known || c.Name == req.Container
+		}
+		if !known {
+			spec.WriteJSON(server, spec.FrameResponse, &spec.Response{Error: fmt.Sprintf("no such container: %s", req.Container), Kind: spec.ErrNotFound})
+			return
+		}
+		if spec.WriteJSON(server, spec.FrameResponse, &spec.Response{}) != nil {
+			return
+		}
+		exit := &spec.ExitStatus{Code: p.Status.ExitCode, FinishedAt: p.Status.FinishedAt}
+		r, err := podlog.Open(filepath.Join(l.LogDir(p.UID), req.Container+".log"))
+		if err == nil {
+			err = r.SendWith(server, req.Log)
+			r.Close()
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			exit = &spec.ExitStatus{Code: -1, Error: err.Error()}
+		}
+		spec.WriteJSON(server, spec.FrameExit, exit)
+	}()
+	return client
 }
 
 // Client is a supervisor client for pod tenant/name, through the locator.

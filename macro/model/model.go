@@ -36,11 +36,19 @@ type Meta struct {
 	Kind       string `json:"kind"`
 	// Tenant owns the object; empty for cluster-scoped kinds (nodes,
 	// tenants).
-	Tenant    string            `json:"tenant,omitempty"`
-	Name      string            `json:"name"`
-	UID       string            `json:"uid"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	CreatedAt time.Time         `json:"createdAt"`
+	Tenant string `json:"tenant,omitempty"`
+	Name   string `json:"name"`
+	// Alias is a second name, unique among the tenant's objects of the
+	// kind, that may change (a Docker container name). The store keeps
+	// it unique; only Store.Rename changes it.
+	Alias  string            `json:"alias,omitempty"`
+	UID    string            `json:"uid"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations hold what a frontend keeps about an object for itself
+	// (the Docker API's container config), keyed by the frontend's
+	// prefix; macro does not read them.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	CreatedAt   time.Time         `json:"createdAt"`
 	// Generation counts changes of the spec; status writes keep it.
 	Generation int64 `json:"generation"`
 	// Revision is etcd's modification revision (not stored).
@@ -169,17 +177,39 @@ type PodSpec struct {
 	NodeName string `json:"nodeName,omitempty"`
 	// Desired is running or stopped.
 	Desired string `json:"desired"`
-	// StopTimeout is the seconds a stop waits before SIGKILL.
-	StopTimeout int `json:"stopTimeout,omitempty"`
+	// StopTimeout is the seconds a stop waits before SIGKILL: nil is the
+	// default of 10, 0 kills at once.
+	StopTimeout *int `json:"stopTimeout,omitempty"`
+	// AutoRemove deletes the pod once it has exited for good (Docker's
+	// --rm).
+	AutoRemove bool `json:"autoRemove,omitempty"`
+	// HoldStart asks the node agent to boot the pod's VM but leave the
+	// start of its containers to the frontend that set it, which attaches
+	// to their output first (a `docker run` that is not detached). A
+	// frontend that never starts them is stood in for after a while;
+	// restarts by policy are never held.
+	HoldStart bool `json:"holdStart,omitempty"`
+}
+
+// DefaultStopTimeout is the grace a stop gives a pod's containers.
+const DefaultStopTimeout = 10 * time.Second
+
+// StopGrace is how long a stop of the pod waits before SIGKILL.
+func (s *PodSpec) StopGrace() time.Duration {
+	if s.StopTimeout == nil {
+		return DefaultStopTimeout
+	}
+	return time.Duration(*s.StopTimeout) * time.Second
 }
 
 // Container is one process tree of a pod.
 type Container struct {
 	Name  string `json:"name"`
 	Image string `json:"image"`
-	// Command replaces the image's entrypoint, Args its cmd (Kubernetes'
-	// meaning); nil keeps the image's.
-	Command    []string `json:"command,omitempty"`
+	// Command replaces the image's entrypoint, and then the image's cmd
+	// too; Args replace its cmd. nil keeps the image's; an empty Command
+	// clears it (so it is stored even when empty).
+	Command    []string `json:"command"`
 	Args       []string `json:"args,omitempty"`
 	Env        []string `json:"env,omitempty"`
 	WorkingDir string   `json:"workingDir,omitempty"`
@@ -189,6 +219,42 @@ type Container struct {
 	Mounts     []Mount  `json:"mounts,omitempty"`
 	ReadOnly   bool     `json:"readOnlyRootfs,omitempty"`
 	StopSignal int      `json:"stopSignal,omitempty"`
+	// Healthcheck runs inside the pod while it runs; its results are
+	// PodStatus.Health.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
+}
+
+// Healthcheck is a command that says whether a container is healthy, with
+// Docker's meaning: Test is ["CMD", args...] or ["CMD-SHELL", line].
+type Healthcheck struct {
+	Test          []string      `json:"test"`
+	Interval      time.Duration `json:"interval,omitempty"`
+	Timeout       time.Duration `json:"timeout,omitempty"`
+	StartPeriod   time.Duration `json:"startPeriod,omitempty"`
+	StartInterval time.Duration `json:"startInterval,omitempty"`
+	Retries       int           `json:"retries,omitempty"`
+}
+
+// Health states.
+const (
+	HealthStarting  = "starting"
+	HealthHealthy   = "healthy"
+	HealthUnhealthy = "unhealthy"
+)
+
+// Health is the state of a pod's healthcheck.
+type Health struct {
+	Status        string         `json:"status"`
+	FailingStreak int            `json:"failingStreak"`
+	Log           []HealthResult `json:"log,omitempty"`
+}
+
+// HealthResult is one run of a healthcheck.
+type HealthResult struct {
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	ExitCode int       `json:"exitCode"`
+	Output   string    `json:"output"`
 }
 
 // Mount places a pod volume in a container.
@@ -247,10 +313,15 @@ type PodStatus struct {
 	ExitCode     int               `json:"exitCode,omitempty"`
 	Containers   []ContainerStatus `json:"containers,omitempty"`
 	RestartCount int               `json:"restartCount,omitempty"`
-	StartedAt    time.Time         `json:"startedAt,omitempty"`
-	FinishedAt   time.Time         `json:"finishedAt,omitempty"`
+	// Restarting is set with an exit after which the agent restarts the
+	// pod by its policy, so readers need not guess the agent's decision.
+	Restarting bool      `json:"restarting,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitempty"`
+	FinishedAt time.Time `json:"finishedAt,omitempty"`
 	// ScheduledAt is when the scheduler bound the pod.
 	ScheduledAt time.Time `json:"scheduledAt,omitempty"`
+	// Health is the healthcheck's state while the pod runs.
+	Health *Health `json:"health,omitempty"`
 }
 
 // ContainerStatus is one container's part of PodStatus.
@@ -265,6 +336,22 @@ type ContainerStatus struct {
 // Terminal reports whether a phase is final for this incarnation.
 func Terminal(phase string) bool {
 	return phase == PhaseExited || phase == PhaseFailed || phase == PhaseLost
+}
+
+// ShouldRestart reports whether the pod's restart policy restarts it after
+// an exit with code.
+func (p *Pod) ShouldRestart(code int) bool {
+	s := p.Spec
+	if s.Desired != DesiredRunning {
+		return false
+	}
+	switch s.Restart.Policy {
+	case RestartAlways, RestartUnlessStopped:
+		return true
+	case RestartOnFailure:
+		return code != 0 && (s.Restart.MaxRetries == 0 || p.Status.RestartCount < s.Restart.MaxRetries)
+	}
+	return false
 }
 
 // Validate checks a pod's spec.

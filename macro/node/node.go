@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hearth-cloud/hearth/api/admin"
+	"github.com/hearth-cloud/hearth/api/docker"
 	"github.com/hearth-cloud/hearth/cradle"
 	"github.com/hearth-cloud/hearth/cradle/host"
 	"github.com/hearth-cloud/hearth/cradle/launch"
@@ -143,14 +144,15 @@ func Run(ctx context.Context, o Options) error {
 		Node: o.Name, Role: mem.Role, Address: o.Listen, Labels: o.Labels, Accel: accel, LeaseTTL: o.LeaseTTL,
 		Capacity: capacity(o.CPUOvercommit),
 		Store:    st,
-		VMM:      &cradleVMM{rt: rt, accel: accel},
-		Build:    builder(images, rt),
+		VMM:      &cradleVMM{rt: rt, accel: accel, logs: filepath.Join(o.DataDir, "macro", "logs")},
+		Build:    builder(images, rt, o.DataDir),
 		NewID:    cradle.NewID,
 		Log:      o.Log,
 
 		OnVMStart: func(d time.Duration) { mtr.VMStart.Observe(d.Seconds()) },
 	}
-	pods := &datapath.Locator{Node: o.Name, Runtime: rt, Store: st}
+	pods := &datapath.Locator{Node: o.Name, Runtime: rt, Store: st,
+		LogDir: func(uid string) string { return podLogDir(o.DataDir, uid) }}
 	if pkiDir.Exists() {
 		if _, clientTLS, err := pkiDir.TLS(); err == nil {
 			pods.TLS = clientTLS
@@ -174,6 +176,13 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer api.Close()
+	size := capacity(1)
+	dapi := &docker.Server{Store: st, Images: images, Pods: pods, Node: o.Name, Log: o.Log,
+		NCPU: runtime.NumCPU(), MemTotal: int64(size.MemoryMiB) << 20, DataDir: o.DataDir}
+	if err := dapi.Serve(filepath.Join(o.RunDir, "docker.sock")); err != nil {
+		return err
+	}
+	defer dapi.Close()
 	if o.Listen != "" {
 		srv, err := serveNodeAPI(o.Listen, pkiDir, cli, st, pods)
 		if err != nil {
@@ -182,13 +191,14 @@ func Run(ctx context.Context, o Options) error {
 		defer srv.Close()
 	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	run := func(fn func(context.Context) error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); errc <- fn(ctx) }()
 	}
 	run(ag.Run)
+	run(dapi.Run)
 	if mem.Role == model.RoleControl {
 		mgr := &controller.Manager{Node: o.Name, Store: st, Log: o.Log, LeaseTTL: o.LeaseTTL,
 			OnBind: func(d time.Duration) { mtr.SchedulingLatency.Observe(d.Seconds()) }, OnLeader: mtr.OnLeader}
@@ -205,7 +215,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 	o.Log.Info("hearth is up", "node", o.Name, "role", mem.Role, "accel", accel, "in", time.Since(start).Round(time.Millisecond),
-		"admin", filepath.Join(o.RunDir, "hearth.sock"))
+		"admin", filepath.Join(o.RunDir, "hearth.sock"), "docker", filepath.Join(o.RunDir, "docker.sock"))
 	if o.Ready != nil {
 		close(o.Ready)
 	}
@@ -363,10 +373,46 @@ func capacity(overcommit float64) model.Resources {
 type cradleVMM struct {
 	rt    *cradle.Runtime
 	accel string
+	// logs holds each pod's container logs, by pod UID, across its VMs.
+	logs string
 }
 
-func (v *cradleVMM) Start(ctx context.Context, l *spec.Launch) error {
-	return v.rt.Start(ctx, l, v.accel)
+// podLogDir is where a pod's container logs live on its node.
+func podLogDir(dataDir, uid string) string { return filepath.Join(dataDir, "macro", "logs", uid) }
+
+func (v *cradleVMM) Start(ctx context.Context, l *spec.Launch, hold bool) error {
+	return v.rt.Start(ctx, l, v.accel, hold)
+}
+
+func (v *cradleVMM) StartPod(id string) error { return v.rt.StartPod(id) }
+
+func (v *cradleVMM) Probe(ctx context.Context, id string, args []string, limit int) (int, string, error) {
+	return v.rt.Probe(ctx, id, "", args, limit)
+}
+
+func (v *cradleVMM) Forget(uid string) error {
+	if uid == "" || strings.ContainsAny(uid, "/.") {
+		return nil
+	}
+	return os.RemoveAll(filepath.Join(v.logs, uid))
+}
+
+func (v *cradleVMM) Sweep(keep map[string]bool) error {
+	ents, err := os.ReadDir(v.logs)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	for _, e := range ents {
+		if !keep[e.Name()] {
+			if err := v.Forget(e.Name()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (v *cradleVMM) Wait(ctx context.Context, id string) (*spec.PodState, error) {
@@ -391,7 +437,7 @@ func (v *cradleVMM) List() ([]agent.VM, error) {
 
 // builder makes launch specs for the agent from the pod's images, in the
 // pod tenant's image store, on the default bridge.
-func builder(images *image.Service, rt *cradle.Runtime) agent.Builder {
+func builder(images *image.Service, rt *cradle.Runtime, dataDir string) agent.Builder {
 	return func(ctx context.Context, p *model.Pod, id string) (*spec.Launch, error) {
 		l := &spec.Launch{Version: spec.Version, ID: id, Hostname: p.Spec.Hostname,
 			Resources: spec.Resources{CPUs: p.Spec.Resources.CPUs, MemoryMiB: p.Spec.Resources.MemoryMiB}}
@@ -418,10 +464,7 @@ func builder(images *image.Service, rt *cradle.Runtime) agent.Builder {
 				return nil, err
 			}
 			sc.ReadonlyRootfs, sc.StopSignal = c.ReadOnly, c.StopSignal
-			if p.Spec.StopTimeout > 0 {
-				t := p.Spec.StopTimeout
-				sc.StopTimeout = &t
-			}
+			sc.StopTimeout = p.Spec.StopTimeout
 			for _, m := range c.Mounts {
 				idx := -1
 				for i, v := range p.Spec.Volumes {
@@ -438,6 +481,7 @@ func builder(images *image.Service, rt *cradle.Runtime) agent.Builder {
 		l = b.Finish()
 		l.Labels[agent.LabelPodKey] = p.Tenant + "/" + p.Name
 		l.Labels[agent.LabelPodUID] = p.UID
+		l.LogDir = podLogDir(dataDir, p.UID)
 		net, err := rt.DefaultNetwork(id)
 		if err != nil {
 			return nil, err

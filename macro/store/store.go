@@ -85,6 +85,9 @@ func (s *Store) Create(ctx context.Context, obj model.Object) error {
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = time.Now().UTC()
 	}
+	if m.Alias != "" && (!ValidAlias(m.Alias) || m.Tenant == "") {
+		return errdefs.InvalidArgument("invalid name %q", m.Alias)
+	}
 	m.Generation = 1
 	b, err := json.Marshal(obj)
 	if err != nil {
@@ -93,6 +96,9 @@ func (s *Store) Create(ctx context.Context, obj model.Object) error {
 	key := Key(m.Kind, m.Tenant, m.Name)
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	if m.Alias != "" {
+		return s.createWithAlias(ctx, m, b)
+	}
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, string(b))).
@@ -150,7 +156,7 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, nm string, rev int64) 
 	if rev > 0 {
 		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", rev)
 	}
-	resp, err := s.cli.Txn(ctx).If(cmp).Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
+	resp, err := s.cli.Txn(ctx).If(cmp).Then(clientv3.OpDelete(key, clientv3.WithPrevKV())).Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return etcdError(err)
 	}
@@ -160,7 +166,69 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, nm string, rev int64) 
 		}
 		return errdefs.NotFound("%s %q not found", singular(kind), joinName(tenant, nm))
 	}
+	if prev := resp.Responses[0].GetResponseDeleteRange().PrevKvs; len(prev) > 0 {
+		s.dropAlias(ctx, kind, tenant, nm, prev[0].Value)
+	}
 	return nil
+}
+
+// WaitFor follows one object until cond holds for it, and returns it
+// then. cond sees nil while the object does not exist, so a wait for a
+// deletion is a cond that holds for nil. It returns ctx's error when ctx
+// ends first.
+func WaitFor[T any, P PtrObject[T]](ctx context.Context, s *Store, kind, tenant, nm string, cond func(P) bool) (P, error) {
+	key := Key(kind, tenant, nm)
+	for {
+		gctx, cancel := context.WithTimeout(ctx, opTimeout)
+		resp, err := s.cli.Get(gctx, key)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if !sleep(ctx, 200*time.Millisecond) {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		var cur P
+		if len(resp.Kvs) > 0 {
+			if cur, err = decode[T, P](resp.Kvs[0]); err != nil {
+				return nil, err
+			}
+		}
+		if cond(cur) {
+			return cur, nil
+		}
+		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := s.cli.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1))
+		for wr := range wch {
+			if wr.Err() != nil {
+				break
+			}
+			for _, e := range wr.Events {
+				var p P
+				if e.Type == clientv3.EventTypePut {
+					if p, err = decode[T, P](e.Kv); err != nil {
+						wcancel()
+						return nil, err
+					}
+				}
+				if cond(p) {
+					wcancel()
+					return p, nil
+				}
+			}
+		}
+		wcancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// The watch broke (a compaction, a lost leader): read again.
+		if !sleep(ctx, 100*time.Millisecond) {
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // Get reads one object.

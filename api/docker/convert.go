@@ -1,0 +1,430 @@
+package docker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/go-units"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"golang.org/x/sys/unix"
+
+	"github.com/hearth-cloud/hearth/internal/errdefs"
+	"github.com/hearth-cloud/hearth/macro/model"
+	"github.com/hearth-cloud/hearth/macro/store"
+)
+
+// What a Docker container keeps in its pod's annotations: the config as
+// Docker reports it (the image's merged in), and the host config as the
+// client gave it. The pod spec is what macro runs; these are what
+// `docker inspect` shows.
+const (
+	annConfig = "docker.config"
+	annHost   = "docker.hostconfig"
+)
+
+// mainContainer names the one container of a Docker container's pod.
+const mainContainer = "main"
+
+// ctr is a Docker container: a pod made through this API.
+type ctr struct {
+	pod  *model.Pod
+	cfg  *container.Config
+	host *container.HostConfig
+}
+
+// asContainer reads a pod as a Docker container; false for pods other
+// frontends made.
+func asContainer(p *model.Pod) (*ctr, bool) {
+	raw, ok := p.Annotations[annConfig]
+	if !ok || len(p.Spec.Containers) != 1 {
+		return nil, false
+	}
+	c := &ctr{pod: p, cfg: &container.Config{}, host: &container.HostConfig{}}
+	if json.Unmarshal([]byte(raw), c.cfg) != nil {
+		return nil, false
+	}
+	json.Unmarshal([]byte(p.Annotations[annHost]), c.host)
+	return c, true
+}
+
+func (c *ctr) ID() string   { return c.pod.Name }
+func (c *ctr) Name() string { return "/" + c.pod.Alias }
+
+// Docker's container states.
+const (
+	stateCreated    = "created"
+	stateRunning    = "running"
+	statePaused     = "paused"
+	stateRestarting = "restarting"
+	stateExited     = "exited"
+	stateDead       = "dead"
+)
+
+// state is the container's Docker state.
+func (c *ctr) state() string {
+	st := c.pod.Status
+	started := !st.StartedAt.IsZero()
+	switch {
+	case st.Phase == model.PhaseRunning:
+		if st.Reason == reasonPaused {
+			return statePaused
+		}
+		return stateRunning
+	case model.Terminal(st.Phase):
+		if c.willRestart() {
+			return stateRestarting
+		}
+		if st.Phase == model.PhaseLost {
+			return stateDead
+		}
+		return stateExited
+	case !started:
+		return stateCreated
+	case c.pod.Spec.Desired == model.DesiredRunning:
+		return stateRestarting
+	}
+	return stateExited
+}
+
+// reasonPaused marks a running pod whose VM is paused.
+const reasonPaused = "Paused"
+
+// willRestart reports whether the agent restarts the ended pod by its
+// policy.
+func (c *ctr) willRestart() bool {
+	return c.pod.Spec.Desired == model.DesiredRunning && c.pod.Status.Restarting
+}
+
+// running reports whether Docker counts the container as running (for
+// stop, kill, rm and exec).
+func (c *ctr) running() bool {
+	s := c.state()
+	return s == stateRunning || s == statePaused || s == stateRestarting
+}
+
+func timeString(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00Z"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// dockerState is the State of `docker inspect`.
+func (c *ctr) dockerState() *container.State {
+	st := c.pod.Status
+	s := c.state()
+	ds := &container.State{
+		Status:     container.ContainerState(s),
+		Running:    s == stateRunning || s == statePaused,
+		Paused:     s == statePaused,
+		Restarting: s == stateRestarting,
+		Dead:       s == stateDead,
+		ExitCode:   st.ExitCode,
+		StartedAt:  timeString(st.StartedAt),
+		FinishedAt: timeString(st.FinishedAt),
+		Health:     c.health(),
+	}
+	if ds.Running {
+		ds.ExitCode = 0
+		ds.FinishedAt = timeString(time.Time{})
+		ds.Pid = 1
+	}
+	for _, cs := range st.Containers {
+		if cs.OOMKilled {
+			ds.OOMKilled = true
+		}
+		if cs.Error != "" && !ds.Running {
+			ds.Error = cs.Error
+		}
+	}
+	if ds.Error == "" && !ds.Running && st.Phase != model.PhaseExited && st.Message != "" {
+		ds.Error = st.Message
+	}
+	return ds
+}
+
+// statusLine is the Status column of `docker ps`.
+func (c *ctr) statusLine(now time.Time) string {
+	st := c.pod.Status
+	switch c.state() {
+	case stateRunning, statePaused:
+		s := "Up " + units.HumanDuration(now.Sub(st.StartedAt))
+		if h := c.health(); h != nil && h.Status != container.NoHealthcheck {
+			if h.Status == container.Starting {
+				s += " (health: starting)"
+			} else {
+				s += " (" + string(h.Status) + ")"
+			}
+		}
+		if c.state() == statePaused {
+			s += " (Paused)"
+		}
+		return s
+	case stateRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(now.Sub(st.FinishedAt)))
+	case stateExited:
+		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(now.Sub(st.FinishedAt)))
+	case stateDead:
+		return "Dead"
+	}
+	return "Created"
+}
+
+// command is the Command column: the process line.
+func (c *ctr) command() string {
+	args := append(append([]string(nil), c.cfg.Entrypoint...), c.cfg.Cmd...)
+	return strings.Join(args, " ")
+}
+
+// networks is the container's view of its networks: the default one.
+func (c *ctr) networks() map[string]*network.EndpointSettings {
+	ep := &network.EndpointSettings{NetworkID: defaultNetworkID, EndpointID: c.ID()}
+	if ip, err := netip.ParseAddr(c.pod.Status.IP); err == nil && c.running() {
+		ep.IPAddress = ip
+		ep.IPPrefixLen = 24
+	}
+	return map[string]*network.EndpointSettings{"bridge": ep}
+}
+
+// defaultNetworkID names the default network until networks arrive.
+const defaultNetworkID = "bridge"
+
+// summary is a line of `docker ps`.
+func (c *ctr) summary(now time.Time) container.Summary {
+	s := container.Summary{
+		ID:      c.ID(),
+		Names:   []string{c.Name()},
+		Image:   c.cfg.Image,
+		ImageID: c.pod.Spec.Containers[0].Image,
+		Command: c.command(),
+		Created: c.pod.CreatedAt.Unix(),
+		Ports:   []container.PortSummary{},
+		Labels:  c.pod.Labels,
+		State:   container.ContainerState(c.state()),
+		Status:  c.statusLine(now),
+		Mounts:  c.mounts(),
+	}
+	if s.Labels == nil {
+		s.Labels = map[string]string{}
+	}
+	s.HostConfig.NetworkMode = "bridge"
+	s.NetworkSettings = &container.NetworkSettingsSummary{Networks: c.networks()}
+	if h := c.health(); h != nil {
+		s.Health = &container.HealthSummary{Status: h.Status, FailingStreak: h.FailingStreak}
+	}
+	return s
+}
+
+// inspect is `docker inspect`.
+func (c *ctr) inspect() *container.InspectResponse {
+	args := append(append([]string(nil), c.cfg.Entrypoint...), c.cfg.Cmd...)
+	path := ""
+	if len(args) > 0 {
+		path, args = args[0], args[1:]
+	}
+	host := *c.host
+	if host.NetworkMode == "" {
+		host.NetworkMode = "bridge"
+	}
+	if host.RestartPolicy.Name == "" {
+		host.RestartPolicy.Name = container.RestartPolicyDisabled
+	}
+	if host.LogConfig.Type == "" {
+		host.LogConfig.Type = "json-file"
+	}
+	return &container.InspectResponse{
+		ID:           c.ID(),
+		Created:      timeString(c.pod.CreatedAt),
+		Path:         path,
+		Args:         args,
+		State:        c.dockerState(),
+		Image:        c.pod.Spec.Containers[0].Image,
+		Name:         c.Name(),
+		RestartCount: c.pod.Status.RestartCount,
+		Driver:       "hearth",
+		Platform:     "linux",
+		HostConfig:   &host,
+		Mounts:       c.mounts(),
+		Config:       c.cfg,
+		NetworkSettings: &container.NetworkSettings{
+			SandboxID: c.pod.Status.CradleID,
+			Ports:     network.PortMap{},
+			Networks:  c.networks(),
+		},
+	}
+}
+
+// mounts are the container's mounts as Docker lists them.
+func (c *ctr) mounts() []container.MountPoint {
+	out := []container.MountPoint{}
+	for _, m := range c.pod.Spec.Containers[0].Mounts {
+		for _, v := range c.pod.Spec.Volumes {
+			if v.Name != m.Volume {
+				continue
+			}
+			mp := container.MountPoint{Destination: m.Target, RW: !m.ReadOnly, Source: v.Source}
+			switch v.Type {
+			case "bind":
+				mp.Type = "bind"
+				mp.Propagation = "rprivate"
+			case "tmpfs":
+				mp.Type = "tmpfs"
+			}
+			if m.ReadOnly {
+				mp.Mode = "ro"
+			}
+			out = append(out, mp)
+		}
+	}
+	return out
+}
+
+// Names and IDs.
+
+var nameRE = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+// validName checks a container name as Docker does.
+func validName(name string) error {
+	if !nameRE.MatchString(name) || len(name) > 253 {
+		return errdefs.InvalidArgument("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name)
+	}
+	return nil
+}
+
+var idRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// newID makes a container ID: 64 hex digits whose short form is not a
+// number (Docker's rule, so it cannot be mistaken for one).
+func newID() string {
+	for {
+		b := make([]byte, 32)
+		rand.Read(b)
+		id := hex.EncodeToString(b)
+		if _, err := strconv.ParseUint(id[:12], 10, 64); err == nil {
+			continue
+		}
+		return id
+	}
+}
+
+// Names for containers created without one: an adjective and a noun, as
+// Docker makes them, from Hearth's own words.
+var (
+	adjectives = []string{"amber", "bold", "brave", "bright", "calm", "clever", "cosy", "crisp", "eager", "fond",
+		"gentle", "glad", "golden", "happy", "hardy", "keen", "kind", "lively", "loyal", "lucid",
+		"merry", "mellow", "nimble", "patient", "proud", "quiet", "rapid", "serene", "steady", "sunny",
+		"swift", "tender", "tidy", "vivid", "warm", "wise", "witty", "young", "zesty", "sturdy"}
+	nouns = []string{"anvil", "beacon", "bellows", "birch", "brazier", "candle", "cedar", "chimney", "cinder", "coal",
+		"copper", "ember", "fender", "firedog", "flame", "flint", "forge", "grate", "griddle", "hearth",
+		"hob", "inglenook", "kettle", "kiln", "lantern", "log", "mantel", "oak", "oven", "poker",
+		"range", "settle", "smoke", "spark", "stoker", "stove", "tinder", "torch", "trivet", "wick"}
+)
+
+func randomName(attempt int) string {
+	b := make([]byte, 2)
+	rand.Read(b)
+	n := adjectives[int(b[0])%len(adjectives)] + "_" + nouns[int(b[1])%len(nouns)]
+	if attempt > 0 {
+		n += strconv.Itoa(attempt)
+	}
+	return n
+}
+
+// parseSignal reads a signal as Docker takes it: "SIGTERM", "TERM" or
+// "15".
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, errdefs.InvalidArgument("invalid signal: %s", s)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, errdefs.InvalidArgument("invalid signal: %s", s)
+}
+
+// resolve finds a tenant's container by full ID, name or unique ID prefix,
+// in Docker's order.
+func (s *Server) resolve(ctx context.Context, tenant, ref string) (*ctr, error) {
+	notFound := errdefs.NotFound("No such container: %s", ref)
+	name := strings.TrimPrefix(ref, "/")
+	if name == "" {
+		return nil, notFound
+	}
+	if idRE.MatchString(name) {
+		p, err := store.Get[model.Pod](ctx, s.Store, model.KindPod, tenant, name)
+		if err == nil {
+			if c, ok := asContainer(p); ok {
+				return c, nil
+			}
+			return nil, notFound
+		}
+		if !errdefs.IsNotFound(err) {
+			return nil, err
+		}
+	}
+	p, err := store.GetByAlias[model.Pod](ctx, s.Store, model.KindPod, tenant, name)
+	if err == nil {
+		if c, ok := asContainer(p); ok {
+			return c, nil
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	if !regexp.MustCompile(`^[0-9a-f]+$`).MatchString(name) {
+		return nil, notFound
+	}
+	pods, _, err := store.List[model.Pod](ctx, s.Store, model.KindPod, tenant)
+	if err != nil {
+		return nil, err
+	}
+	var found *ctr
+	for _, p := range pods {
+		if !strings.HasPrefix(p.Name, name) {
+			continue
+		}
+		c, ok := asContainer(p)
+		if !ok {
+			continue
+		}
+		if found != nil {
+			return nil, errdefs.InvalidArgument("multiple IDs found with provided prefix: %s", name)
+		}
+		found = c
+	}
+	if found == nil {
+		return nil, notFound
+	}
+	return found, nil
+}
+
+// containers lists the tenant's Docker containers.
+func (s *Server) containers(ctx context.Context, tenant string) ([]*ctr, error) {
+	pods, _, err := store.List[model.Pod](ctx, s.Store, model.KindPod, tenant)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*ctr, 0, len(pods))
+	for _, p := range pods {
+		if c, ok := asContainer(p); ok {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,575 @@
+package docker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/go-units"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+
+	"github.com/hearth-cloud/hearth/cradle/spec"
+	"github.com/hearth-cloud/hearth/internal/errdefs"
+	"github.com/hearth-cloud/hearth/macro/model"
+	"github.com/hearth-cloud/hearth/macro/store"
+)
+
+// defaultMemoryMiB sizes the VM of a container without -m: a VM needs a
+// size, where a Docker container may use all of the host.
+const defaultMemoryMiB = 512
+
+// createContainer is POST /containers/create.
+func (s *Server) createContainer(w http.ResponseWriter, r *http.Request, tenant string) {
+	var req container.CreateRequest
+	if err := readJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Config == nil {
+		writeError(w, errdefs.InvalidArgument("config cannot be empty in order to create a container"))
+		return
+	}
+	if req.HostConfig == nil {
+		req.HostConfig = &container.HostConfig{}
+	}
+	name := strings.TrimPrefix(r.URL.Query().Get("name"), "/")
+	if name != "" {
+		if err := validName(name); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	if p := r.URL.Query().Get("platform"); p != "" && p != "linux" && p != "linux/amd64" {
+		writeError(w, errdefs.InvalidArgument("platform %s is not supported: Hearth runs linux/amd64 images", p))
+		return
+	}
+	pod, warnings, err := s.podFor(r, tenant, &req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		pod.Alias = name
+		if name == "" {
+			pod.Alias = randomName(attempt)
+		}
+		err = s.Store.Create(r.Context(), pod)
+		var inUse *store.AliasInUseError
+		if errors.As(err, &inUse) {
+			if name == "" && attempt < 10 {
+				continue
+			}
+			err = errdefs.Conflict("Conflict. The container name \"/%s\" is already in use by container \"%s\". You have to remove (or rename) that container to be able to reuse that name.", inUse.Alias, inUse.Holder)
+		}
+		break
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: pod.Name, Warnings: warnings})
+}
+
+// podFor turns a create request into the pod that runs it.
+func (s *Server) podFor(r *http.Request, tenant string, req *container.CreateRequest) (*model.Pod, []string, error) {
+	cfg, hc := req.Config, req.HostConfig
+	warnings := []string{}
+	if err := unsupported(req); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Image == "" {
+		return nil, nil, errdefs.InvalidArgument("no image specified")
+	}
+	img, ref, err := s.Images.Get(tenant, cfg.Image)
+	if err != nil {
+		return nil, nil, err
+	}
+	icf, err := img.ConfigFile()
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: %w", cfg.Image, err)
+	}
+	for p := range cfg.Volumes {
+		if _, ok := icf.Config.Volumes[p]; !ok {
+			return nil, nil, errdefs.InvalidArgument("anonymous volumes (-v %s) are not supported yet", p)
+		}
+	}
+	merged := mergeConfig(cfg, &icf.Config)
+	args := append(append([]string(nil), merged.Entrypoint...), merged.Cmd...)
+	if len(args) == 0 {
+		return nil, nil, errdefs.InvalidArgument("no command specified")
+	}
+	for _, e := range merged.Env {
+		if strings.ContainsRune(e, 0) {
+			return nil, nil, errdefs.InvalidArgument("invalid environment variable %q", e)
+		}
+	}
+
+	id := newID()
+	c := model.Container{
+		Name:       mainContainer,
+		Image:      ref.ID.String(),
+		Command:    append([]string{}, merged.Entrypoint...),
+		Args:       merged.Cmd,
+		Env:        merged.Env,
+		WorkingDir: merged.WorkingDir,
+		User:       merged.User,
+		TTY:        cfg.Tty,
+		Stdin:      cfg.OpenStdin,
+		ReadOnly:   hc.ReadonlyRootfs,
+	}
+	if merged.StopSignal != "" {
+		sig, err := parseSignal(merged.StopSignal)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.StopSignal = int(sig)
+	}
+	if merged.WorkingDir != "" && !path.IsAbs(merged.WorkingDir) {
+		return nil, nil, errdefs.InvalidArgument("the working directory '%s' is invalid, it needs to be an absolute path", merged.WorkingDir)
+	}
+	if hc.Init != nil && *hc.Init {
+		return nil, nil, errdefs.InvalidArgument("--init is not supported yet")
+	}
+	if c.Healthcheck, err = healthcheck(merged.Healthcheck); err != nil {
+		return nil, nil, err
+	}
+
+	spec := model.PodSpec{
+		Containers:  []model.Container{c},
+		Resources:   model.Resources{CPUs: 1, MemoryMiB: defaultMemoryMiB},
+		Hostname:    merged.Hostname,
+		Desired:     model.DesiredStopped,
+		StopTimeout: merged.StopTimeout,
+		AutoRemove:  hc.AutoRemove,
+	}
+	if spec.Hostname == "" {
+		spec.Hostname = id[:12]
+		merged.Hostname = spec.Hostname
+	}
+	if err := resources(hc.Resources, &spec.Resources); err != nil {
+		return nil, nil, err
+	}
+	if spec.Restart, err = restartPolicy(hc.RestartPolicy); err != nil {
+		return nil, nil, err
+	}
+	if hc.AutoRemove && spec.Restart.Policy != model.RestartNo {
+		return nil, nil, errdefs.InvalidArgument("can't create 'AutoRemove' container with restart policy")
+	}
+	if err := mounts(hc, &spec); err != nil {
+		return nil, nil, err
+	}
+
+	cfgJSON, err := json.Marshal(merged)
+	if err != nil {
+		return nil, nil, err
+	}
+	hcJSON, err := json.Marshal(hc)
+	if err != nil {
+		return nil, nil, err
+	}
+	pod := &model.Pod{
+		Meta: model.Meta{Kind: model.KindPod, Tenant: tenant, Name: id, Labels: merged.Labels,
+			Annotations: map[string]string{annConfig: string(cfgJSON), annHost: string(hcJSON)}},
+		Spec:   spec,
+		Status: model.PodStatus{Phase: model.PhasePending},
+	}
+	if err := pod.Validate(); err != nil {
+		return nil, nil, errdefs.InvalidArgument("%v", err)
+	}
+	return pod, warnings, nil
+}
+
+// mergeConfig is Docker's merge of the image's config under the user's:
+// the container's config as inspect shows it.
+func mergeConfig(user *container.Config, img *v1.Config) *container.Config {
+	m := *user
+	if m.User == "" {
+		m.User = img.User
+	}
+	if len(img.ExposedPorts) > 0 && m.ExposedPorts == nil {
+		m.ExposedPorts = network.PortSet{}
+	}
+	for p := range img.ExposedPorts {
+		if port, err := network.ParsePort(p); err == nil {
+			m.ExposedPorts[port] = struct{}{}
+		}
+	}
+	env := append([]string(nil), user.Env...)
+	for _, ie := range img.Env {
+		k, _, _ := strings.Cut(ie, "=")
+		found := false
+		for _, ue := range user.Env {
+			if uk, _, _ := strings.Cut(ue, "="); uk == k {
+				found = true
+				break
+			}
+		}
+		if !found {
+			env = append(env, ie)
+		}
+	}
+	m.Env = env
+	labels := map[string]string{}
+	for k, v := range img.Labels {
+		labels[k] = v
+	}
+	for k, v := range user.Labels {
+		labels[k] = v
+	}
+	m.Labels = labels
+	if len(m.Entrypoint) == 0 {
+		if len(m.Cmd) == 0 {
+			m.Cmd = img.Cmd
+		}
+		if m.Entrypoint == nil {
+			m.Entrypoint = img.Entrypoint
+		}
+	}
+	if m.WorkingDir == "" {
+		m.WorkingDir = img.WorkingDir
+	}
+	if m.StopSignal == "" {
+		m.StopSignal = img.StopSignal
+	}
+	if len(img.Volumes) > 0 {
+		vols := map[string]struct{}{}
+		for k := range img.Volumes {
+			vols[k] = struct{}{}
+		}
+		for k := range user.Volumes {
+			vols[k] = struct{}{}
+		}
+		m.Volumes = vols
+	}
+	if len(m.Shell) == 0 {
+		m.Shell = img.Shell
+	}
+	if len(m.OnBuild) == 0 {
+		m.OnBuild = img.OnBuild
+	}
+	if ih := img.Healthcheck; ih != nil {
+		if m.Healthcheck == nil {
+			m.Healthcheck = &container.HealthConfig{Test: ih.Test, Interval: ih.Interval, Timeout: ih.Timeout, StartPeriod: ih.StartPeriod, Retries: ih.Retries}
+		} else {
+			h := *m.Healthcheck
+			if len(h.Test) == 0 {
+				h.Test = ih.Test
+			}
+			if h.Interval == 0 {
+				h.Interval = ih.Interval
+			}
+			if h.Timeout == 0 {
+				h.Timeout = ih.Timeout
+			}
+			if h.StartPeriod == 0 {
+				h.StartPeriod = ih.StartPeriod
+			}
+			if h.Retries == 0 {
+				h.Retries = ih.Retries
+			}
+			m.Healthcheck = &h
+		}
+	}
+	return &m
+}
+
+// healthcheck turns Docker's healthcheck into the pod's; NONE or an empty
+// test is none.
+func healthcheck(h *container.HealthConfig) (*model.Healthcheck, error) {
+	if h == nil || len(h.Test) == 0 || h.Test[0] == "NONE" {
+		return nil, nil
+	}
+	switch h.Test[0] {
+	case "CMD", "CMD-SHELL":
+	default:
+		return nil, errdefs.InvalidArgument("invalid healthcheck test %q: it must start with CMD, CMD-SHELL or NONE", h.Test[0])
+	}
+	if len(h.Test) < 2 {
+		return nil, errdefs.InvalidArgument("healthcheck %s has no command", h.Test[0])
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Interval", h.Interval}, {"Timeout", h.Timeout}, {"StartPeriod", h.StartPeriod}, {"StartInterval", h.StartInterval}} {
+		if d.v != 0 && d.v < container.MinimumDuration {
+			return nil, errdefs.InvalidArgument("%s in Healthcheck cannot be less than %s", d.name, container.MinimumDuration)
+		}
+	}
+	if h.Retries < 0 {
+		return nil, errdefs.InvalidArgument("Retries in Healthcheck cannot be negative")
+	}
+	return &model.Healthcheck{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod,
+		StartInterval: h.StartInterval, Retries: h.Retries}, nil
+}
+
+// resources sizes the VM from --cpus and -m.
+func resources(res container.Resources, out *model.Resources) error {
+	if res.NanoCPUs < 0 {
+		return errdefs.InvalidArgument("range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", spec.MaxCPUs, spec.MaxCPUs)
+	}
+	if res.NanoCPUs > 0 {
+		cpus := int((res.NanoCPUs + 999_999_999) / 1_000_000_000)
+		if cpus > spec.MaxCPUs {
+			return errdefs.InvalidArgument("range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", spec.MaxCPUs, spec.MaxCPUs)
+		}
+		out.CPUs = cpus
+	}
+	if res.Memory < 0 {
+		return errdefs.InvalidArgument("invalid memory limit %d", res.Memory)
+	}
+	if res.Memory > 0 {
+		mib := int((res.Memory + (1<<20 - 1)) >> 20)
+		if mib < spec.MinMemoryMiB {
+			return errdefs.InvalidArgument("Minimum memory limit allowed is %dMB: every container is a VM", spec.MinMemoryMiB)
+		}
+		out.MemoryMiB = mib
+	}
+	return nil
+}
+
+// restartPolicy validates --restart as Docker does.
+func restartPolicy(p container.RestartPolicy) (model.Restart, error) {
+	r := model.Restart{Policy: string(p.Name), MaxRetries: p.MaximumRetryCount}
+	switch p.Name {
+	case "", container.RestartPolicyDisabled:
+		r.Policy = model.RestartNo
+	case container.RestartPolicyAlways, container.RestartPolicyUnlessStopped, container.RestartPolicyOnFailure:
+	default:
+		return r, errdefs.InvalidArgument("invalid restart policy: unknown policy '%s'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'", p.Name)
+	}
+	if p.MaximumRetryCount < 0 {
+		return r, errdefs.InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
+	}
+	if p.MaximumRetryCount > 0 && p.Name != container.RestartPolicyOnFailure {
+		return r, errdefs.InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+	}
+	return r, nil
+}
+
+// mounts turns -v, --mount and --tmpfs into pod volumes.
+func mounts(hc *container.HostConfig, ps *model.PodSpec) error {
+	c := &ps.Containers[0]
+	targets := map[string]bool{}
+	add := func(v model.Volume, target string, ro bool) error {
+		if !path.IsAbs(target) {
+			return errdefs.InvalidArgument("invalid mount config: mount path must be absolute: %s", target)
+		}
+		target = path.Clean(target)
+		if target == "/" {
+			return errdefs.InvalidArgument("invalid specification: destination can't be '/'")
+		}
+		if targets[target] {
+			return errdefs.InvalidArgument("Duplicate mount point: %s", target)
+		}
+		targets[target] = true
+		v.Name = fmt.Sprintf("m%d", len(ps.Volumes))
+		ps.Volumes = append(ps.Volumes, v)
+		c.Mounts = append(c.Mounts, model.Mount{Volume: v.Name, Target: target, ReadOnly: ro})
+		return nil
+	}
+	bind := func(src, target string, ro, create bool) error {
+		if !filepath.IsAbs(src) {
+			return errdefs.InvalidArgument("invalid mount config for type \"bind\": invalid mount path: '%s' mount path must be absolute", src)
+		}
+		fi, err := os.Stat(src)
+		if errors.Is(err, os.ErrNotExist) && create {
+			// -v creates a missing host directory, as Docker does.
+			if err = os.MkdirAll(src, 0o755); err == nil {
+				fi, err = os.Stat(src)
+			}
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return errdefs.InvalidArgument("invalid mount config for type \"bind\": bind source path does not exist: %s", src)
+			}
+			return errdefs.InvalidArgument("invalid mount config for type \"bind\": %v", err)
+		}
+		if !fi.IsDir() {
+			return errdefs.InvalidArgument("bind mounts of single files (%s) are not supported yet: mount a directory", src)
+		}
+		return add(model.Volume{Type: "bind", Source: src}, target, ro)
+	}
+	for _, b := range hc.Binds {
+		parts := strings.Split(b, ":")
+		if len(parts) < 2 || len(parts) > 3 {
+			if len(parts) == 1 {
+				return errdefs.InvalidArgument("anonymous volumes (-v %s) are not supported yet", b)
+			}
+			return errdefs.InvalidArgument("invalid volume specification: '%s'", b)
+		}
+		ro := false
+		if len(parts) == 3 {
+			for _, o := range strings.Split(parts[2], ",") {
+				switch o {
+				case "ro":
+					ro = true
+				case "rw", "z", "Z", "private", "rprivate", "":
+				default:
+					return errdefs.InvalidArgument("invalid mode: %s", parts[2])
+				}
+			}
+		}
+		if !strings.HasPrefix(parts[0], "/") {
+			return errdefs.InvalidArgument("named volumes (-v %s) are not supported yet", b)
+		}
+		if err := bind(parts[0], parts[1], ro, true); err != nil {
+			return err
+		}
+	}
+	for _, m := range hc.Mounts {
+		switch m.Type {
+		case mount.TypeBind:
+			if m.BindOptions != nil && (m.BindOptions.Propagation != "" || m.BindOptions.NonRecursive || m.BindOptions.CreateMountpoint) {
+				return errdefs.InvalidArgument("bind options of --mount are not supported yet")
+			}
+			if err := bind(m.Source, m.Target, m.ReadOnly, false); err != nil {
+				return err
+			}
+		case mount.TypeTmpfs:
+			if m.Source != "" {
+				return errdefs.InvalidArgument("invalid mount config for type \"tmpfs\": source must not be specified")
+			}
+			v := model.Volume{Type: "tmpfs"}
+			if m.TmpfsOptions != nil {
+				v.SizeBytes = m.TmpfsOptions.SizeBytes
+			}
+			if err := add(v, m.Target, m.ReadOnly); err != nil {
+				return err
+			}
+		case mount.TypeVolume:
+			return errdefs.InvalidArgument("volume mounts (--mount type=volume) are not supported yet")
+		default:
+			return errdefs.InvalidArgument("invalid mount config: mount type %q is not supported", m.Type)
+		}
+	}
+	var tmpfs []string
+	for t := range hc.Tmpfs {
+		tmpfs = append(tmpfs, t)
+	}
+	sort.Strings(tmpfs)
+	for _, t := range tmpfs {
+		v := model.Volume{Type: "tmpfs"}
+		ro := false
+		for _, o := range strings.Split(hc.Tmpfs[t], ",") {
+			k, val, _ := strings.Cut(o, "=")
+			switch k {
+			case "size":
+				n, err := units.RAMInBytes(val)
+				if err != nil || n < 0 {
+					return errdefs.InvalidArgument("invalid tmpfs option %q", o)
+				}
+				v.SizeBytes = n
+			case "ro":
+				ro = true
+			case "", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "mode":
+			default:
+				return errdefs.InvalidArgument("invalid tmpfs option %q", o)
+			}
+		}
+		if err := add(v, t, ro); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unsupported refuses options Hearth does not honour, naming them, rather
+// than ignoring them.
+func unsupported(req *container.CreateRequest) error {
+	cfg, hc := req.Config, req.HostConfig
+	var bad []string
+	flag := func(cond bool, name string) {
+		if cond {
+			bad = append(bad, name)
+		}
+	}
+	flag(hc.Privileged, "--privileged")
+	flag(hc.PidMode.IsHost(), "--pid host")
+	flag(hc.PidMode.IsContainer(), "--pid container:")
+	flag(hc.IpcMode.IsHost(), "--ipc host")
+	flag(hc.IpcMode.IsContainer(), "--ipc container:")
+	flag(hc.UTSMode.IsHost(), "--uts host")
+	flag(hc.UsernsMode.IsHost(), "--userns host")
+	flag(hc.CgroupnsMode.IsHost(), "--cgroupns host")
+	switch nm := string(hc.NetworkMode); nm {
+	case "", "default", "bridge":
+	case "host":
+		bad = append(bad, "--network host")
+	case "none":
+		bad = append(bad, "--network none")
+	default:
+		if strings.HasPrefix(nm, "container:") {
+			bad = append(bad, "--network container:")
+		} else {
+			bad = append(bad, "--network "+nm+" (user-defined networks arrive with network support)")
+		}
+	}
+	if req.NetworkingConfig != nil {
+		for nm, ep := range req.NetworkingConfig.EndpointsConfig {
+			if nm != "bridge" && nm != "default" && nm != string(hc.NetworkMode) {
+				bad = append(bad, "--network "+nm)
+			}
+			if ep != nil && len(ep.Aliases) > 0 {
+				bad = append(bad, "--network-alias")
+			}
+			if ep != nil && ep.IPAMConfig != nil && (ep.IPAMConfig.IPv4Address.IsValid() || ep.IPAMConfig.IPv6Address.IsValid()) {
+				bad = append(bad, "--ip")
+			}
+		}
+	}
+	flag(len(hc.PortBindings) > 0, "-p/--publish (published ports arrive with network support)")
+	flag(hc.PublishAllPorts, "-P/--publish-all")
+	flag(len(hc.CapAdd) > 0, "--cap-add")
+	flag(len(hc.CapDrop) > 0, "--cap-drop")
+	flag(len(hc.SecurityOpt) > 0, "--security-opt")
+	flag(len(hc.Devices) > 0, "--device")
+	flag(len(hc.DeviceRequests) > 0, "--gpus")
+	flag(len(hc.DeviceCgroupRules) > 0, "--device-cgroup-rule")
+	flag(len(hc.Sysctls) > 0, "--sysctl")
+	flag(len(hc.VolumesFrom) > 0, "--volumes-from")
+	flag(len(hc.Links) > 0, "--link")
+	flag(len(hc.ExtraHosts) > 0, "--add-host")
+	flag(len(hc.DNS) > 0, "--dns")
+	flag(len(hc.DNSSearch) > 0, "--dns-search")
+	flag(len(hc.DNSOptions) > 0, "--dns-option")
+	flag(len(hc.GroupAdd) > 0, "--group-add")
+	flag(len(hc.StorageOpt) > 0, "--storage-opt")
+	flag(hc.OomScoreAdj != 0, "--oom-score-adj")
+	flag(hc.ShmSize != 0, "--shm-size")
+	flag(hc.CgroupParent != "", "--cgroup-parent")
+	flag(hc.Runtime != "" && hc.Runtime != "runc" && hc.Runtime != "hearth", "--runtime "+hc.Runtime)
+	flag(hc.VolumeDriver != "" && hc.VolumeDriver != "local", "--volume-driver")
+	flag(hc.LogConfig.Type != "" && hc.LogConfig.Type != "json-file" && hc.LogConfig.Type != "local", "--log-driver "+hc.LogConfig.Type)
+	flag(hc.CPUShares != 0, "--cpu-shares")
+	flag(hc.CPUPeriod != 0, "--cpu-period")
+	flag(hc.CPUQuota != 0, "--cpu-quota")
+	flag(hc.CPURealtimePeriod != 0 || hc.CPURealtimeRuntime != 0, "--cpu-rt-period/--cpu-rt-runtime")
+	flag(hc.CpusetCpus != "", "--cpuset-cpus")
+	flag(hc.CpusetMems != "", "--cpuset-mems")
+	flag(hc.BlkioWeight != 0 || len(hc.BlkioWeightDevice) > 0, "--blkio-weight")
+	flag(len(hc.BlkioDeviceReadBps)+len(hc.BlkioDeviceWriteBps)+len(hc.BlkioDeviceReadIOps)+len(hc.BlkioDeviceWriteIOps) > 0, "--device-read-bps/--device-write-bps")
+	flag(hc.MemoryReservation != 0, "--memory-reservation")
+	flag(hc.MemorySwap > 0 && hc.MemorySwap != hc.Memory, "--memory-swap")
+	flag(hc.MemorySwappiness != nil && *hc.MemorySwappiness != -1, "--memory-swappiness")
+	flag(hc.OomKillDisable != nil && *hc.OomKillDisable, "--oom-kill-disable")
+	flag(hc.PidsLimit != nil && *hc.PidsLimit > 0, "--pids-limit")
+	flag(len(hc.Ulimits) > 0, "--ulimit")
+	flag(hc.Umask != nil, "umask")
+	flag(hc.Isolation != "" && hc.Isolation != "default", "--isolation")
+	flag(cfg.Domainname != "", "--domainname")
+	flag(cfg.NetworkDisabled, "network disabled")
+	if len(bad) == 0 {
+		return nil
+	}
+	return errdefs.InvalidArgument("unsupported option(s): %s: Hearth does not support them (yet)", strings.Join(bad, ", "))
+}
