@@ -76,10 +76,45 @@ func ShortID(h v1.Hash) string {
 	return h.Hex[:12]
 }
 
+type credentialsKey struct{}
+
+// WithCredentials makes the pulls and pushes made with ctx authenticate to
+// registry with a, ahead of the tenant's stored login: the credentials a
+// docker client sends with one call (X-Registry-Auth).
+func WithCredentials(ctx context.Context, registry string, a authn.AuthConfig) context.Context {
+	if r := auth.HostKey(registry); r != auth.HostKey("") {
+		// Clients may name a registry as a URL.
+		registry = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(r, "https://"), "http://"), "/")
+	}
+	return context.WithValue(ctx, credentialsKey{}, callCredentials{registry: auth.HostKey(registry), config: a})
+}
+
+type callCredentials struct {
+	registry string
+	config   authn.AuthConfig
+}
+
+// Resolve makes callCredentials a keychain of the one registry.
+func (c callCredentials) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if auth.HostKey(r.RegistryStr()) != c.registry {
+		return authn.Anonymous, nil
+	}
+	return authn.FromConfig(c.config), nil
+}
+
+// keychain is the tenant's credentials, after the call's own.
+func (s *Service) keychain(ctx context.Context, tenant string) authn.Keychain {
+	kc := s.Auth.Keychain(tenant)
+	if c, ok := ctx.Value(credentialsKey{}).(callCredentials); ok {
+		kc = authn.NewMultiKeychain(c, kc)
+	}
+	return kc
+}
+
 func (s *Service) remoteOptions(ctx context.Context, tenant string) []remote.Option {
 	opts := []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(s.Auth.Keychain(tenant)),
+		remote.WithAuthFromKeychain(s.keychain(ctx, tenant)),
 		remote.WithPlatform(Platform),
 		remote.WithUserAgent("hearth"),
 	}
@@ -206,7 +241,7 @@ func (s *Service) blobClient(ctx context.Context, tenant string, repo name.Repos
 	if tr == nil {
 		tr = http.DefaultTransport
 	}
-	a, err := s.Auth.Keychain(tenant).Resolve(repo.Registry)
+	a, err := s.keychain(ctx, tenant).Resolve(repo.Registry)
 	if err != nil {
 		return nil, err
 	}

@@ -84,6 +84,9 @@ func (c *ctr) state() string {
 		if c.willRestart() {
 			return stateRestarting
 		}
+		if !started && st.Reason == "StartError" {
+			return stateCreated // as Docker leaves a container that never ran
+		}
 		if st.Phase == model.PhaseLost {
 			return stateDead
 		}
@@ -125,7 +128,7 @@ func (c *ctr) dockerState() *container.State {
 	s := c.state()
 	ds := &container.State{
 		Status:     container.ContainerState(s),
-		Running:    s == stateRunning || s == statePaused,
+		Running:    s == stateRunning || s == statePaused || s == stateRestarting,
 		Paused:     s == statePaused,
 		Restarting: s == stateRestarting,
 		Dead:       s == stateDead,
@@ -134,7 +137,7 @@ func (c *ctr) dockerState() *container.State {
 		FinishedAt: timeString(st.FinishedAt),
 		Health:     c.health(),
 	}
-	if ds.Running {
+	if s == stateRunning || s == statePaused {
 		ds.ExitCode = 0
 		ds.FinishedAt = timeString(time.Time{})
 		ds.Pid = 1
@@ -159,7 +162,7 @@ func (c *ctr) statusLine(now time.Time) string {
 	switch c.state() {
 	case stateRunning, statePaused:
 		s := "Up " + units.HumanDuration(now.Sub(st.StartedAt))
-		if h := c.health(); h != nil && h.Status != container.NoHealthcheck {
+		if h := c.health(); h != nil && h.Status != container.NoHealthcheck && c.state() != statePaused {
 			if h.Status == container.Starting {
 				s += " (health: starting)"
 			} else {
@@ -349,12 +352,45 @@ func parseSignal(s string) (syscall.Signal, error) {
 		}
 		return syscall.Signal(n), nil
 	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
+	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
+	if sig := unix.SignalNum("SIG" + name); sig != 0 {
 		return sig, nil
+	}
+	// Names Linux has that x/sys does not list; and the real-time
+	// signals, as SIGRTMIN+3 for systemd's STOPSIGNAL.
+	switch name {
+	case "IOT":
+		return syscall.SIGABRT, nil
+	case "CLD":
+		return syscall.SIGCHLD, nil
+	case "POLL":
+		return syscall.SIGIO, nil
+	}
+	const rtmin, rtmax = 34, 64
+	for _, rt := range []struct {
+		prefix string
+		base   int
+		sign   int
+	}{{"RTMIN", rtmin, 1}, {"RTMAX", rtmax, -1}} {
+		rest, ok := strings.CutPrefix(name, rt.prefix)
+		if !ok {
+			continue
+		}
+		off := 0
+		if rest != "" {
+			op := "+"
+			if rt.sign < 0 {
+				op = "-"
+			}
+			n, err := strconv.Atoi(strings.TrimPrefix(rest, op))
+			if err != nil || !strings.HasPrefix(rest, op) {
+				break
+			}
+			off = n
+		}
+		if n := rt.base + rt.sign*off; n >= rtmin && n <= rtmax {
+			return syscall.Signal(n), nil
+		}
 	}
 	return 0, errdefs.InvalidArgument("invalid signal: %s", s)
 }

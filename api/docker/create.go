@@ -413,7 +413,9 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec) error {
 				switch o {
 				case "ro":
 					ro = true
-				case "rw", "z", "Z", "private", "rprivate", "":
+				case "rw", "z", "Z", "private", "rprivate", "", "consistent", "cached", "delegated":
+					// SELinux relabelling and macOS consistency modes
+					// mean nothing here, as with Docker on Linux.
 				default:
 					return errdefs.InvalidArgument("invalid mode: %s", parts[2])
 				}

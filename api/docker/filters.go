@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 )
@@ -54,7 +55,8 @@ func parseFilters(r *http.Request, allowed ...string) (filters, error) {
 }
 
 // matchLabels applies the label (key or key=value; all must hold) and
-// label! (none may hold) filters.
+// label! filters. As Docker's MatchKVList, several label! filters leave a
+// container out only when all of them hold.
 func (f filters) matchLabels(labels map[string]string) bool {
 	has := func(expr string) bool {
 		k, v, withValue := strings.Cut(expr, "=")
@@ -66,12 +68,15 @@ func (f filters) matchLabels(labels map[string]string) bool {
 			return false
 		}
 	}
+	if len(f["label!"]) == 0 {
+		return true
+	}
 	for _, l := range f["label!"] {
-		if has(l) {
-			return false
+		if !has(l) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // until reads the until filter (a timestamp or a duration before now);
@@ -91,7 +96,8 @@ func (f filters) until(now time.Time) (time.Time, error) {
 // parseTime reads Docker's time values: Unix seconds (with fractions),
 // RFC 3339 timestamps, and durations before now ("10m").
 func parseTime(v string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(v); err == nil {
+	// "0" is a duration to Go but the epoch to Docker.
+	if d, err := time.ParseDuration(v); err == nil && strings.ContainsFunc(v, unicode.IsLetter) {
 		return now.Add(-d), nil
 	}
 	if sec, frac, ok := strings.Cut(v, "."); ok || sec != "" {

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/events"
@@ -205,19 +206,33 @@ func headerAuth(r *http.Request) (registry.AuthConfig, error) {
 	return a, nil
 }
 
-// noteHeaderAuth logs credentials sent with a pull or push, which go
-// unused: the image service authenticates with the tenant's stored login
-// only (what `docker login` stored through POST /auth), and has no way to
-// take credentials for one call.
-func (s *Server) noteHeaderAuth(r *http.Request, tenant string) {
+// pullError is a failed pull as Docker reports it: a registry's refusal
+// is a 404 (it cannot be told from a missing repository), never a 401,
+// which the CLI would take as its cue to prompt for a login.
+func pullError(err error) error {
+	if errdefs.IsUnauthenticated(err) {
+		return errdefs.NotFound("%s", strings.ReplaceAll(err.Error(), "'hearth image login'", "'docker login'"))
+	}
+	return err
+}
+
+// callContext carries the credentials a client sent with a pull or push
+// (X-Registry-Auth) to the image service, for registry unless the header
+// names its own. As with Docker, a header that does not decode is ignored.
+func (s *Server) callContext(r *http.Request, tenant, registry string) context.Context {
 	a, err := headerAuth(r)
 	if err != nil {
 		s.Log.Debug("ignoring X-Registry-Auth", "tenant", tenant, "err", err)
-		return
+		return r.Context()
 	}
-	if a.Username != "" || a.Auth != "" || a.IdentityToken != "" || a.RegistryToken != "" {
-		s.Log.Debug("ignoring X-Registry-Auth credentials: the tenant's stored login is used", "tenant", tenant, "registry", a.ServerAddress)
+	if a.Username == "" && a.Auth == "" && a.IdentityToken == "" && a.RegistryToken == "" {
+		return r.Context()
 	}
+	if a.ServerAddress != "" {
+		registry = a.ServerAddress
+	}
+	return himage.WithCredentials(r.Context(), registry, authn.AuthConfig{Username: a.Username, Password: a.Password,
+		Auth: a.Auth, IdentityToken: a.IdentityToken, RegistryToken: a.RegistryToken})
 }
 
 // Pull.
@@ -243,7 +258,7 @@ func (s *Server) pullImage(w http.ResponseWriter, r *http.Request, tenant string
 		writeError(w, err)
 		return
 	}
-	s.noteHeaderAuth(r, tenant)
+	ctx := s.callContext(r, tenant, named.Context().RegistryStr())
 	canonical := himage.Canonical(named)
 	familiar := himage.Familiar(canonical)
 	before := s.refManifest(tenant, canonical)
@@ -251,9 +266,9 @@ func (s *Server) pullImage(w http.ResponseWriter, r *http.Request, tenant string
 	// Docker says where it pulls from once it has the manifest, which is
 	// when the service reports its first step.
 	st := newProgressStream(w, jsonstream.Message{ID: named.Identifier(), Status: "Pulling from " + named.Context().RepositoryStr()})
-	rec, err := s.Images.Pull(r.Context(), tenant, ref, func(p himage.Progress) { st.send(progressMessage(p)) })
+	rec, err := s.Images.Pull(ctx, tenant, ref, func(p himage.Progress) { st.send(progressMessage(p)) })
 	if err != nil {
-		st.fail(err)
+		st.fail(pullError(err))
 		return
 	}
 	status := "Status: Downloaded newer image for " + familiar
@@ -335,7 +350,10 @@ func (s *Server) pushImage(w http.ResponseWriter, r *http.Request, tenant, name 
 		writeError(w, err)
 		return
 	}
-	s.noteHeaderAuth(r, tenant)
+	ctx := r.Context()
+	if named, err := himage.ParseRef(repo, s.Images.Insecure); err == nil {
+		ctx = s.callContext(r, tenant, named.Context().RegistryStr())
+	}
 	st := newProgressStream(w, jsonstream.Message{Status: "The push refers to repository [" + repo + "]"})
 	for _, target := range targets {
 		_, tag := himage.SplitName(target)
@@ -343,7 +361,7 @@ func (s *Server) pushImage(w http.ResponseWriter, r *http.Request, tenant, name 
 		// under the tag's own line it is a bar the CLI redraws in place
 		// beneath the layers', where an ID-less one would scroll.
 		var total atomic.Bool
-		dig, err := s.Images.Push(r.Context(), tenant, target, func(p himage.Progress) {
+		dig, err := s.Images.Push(ctx, tenant, target, func(p himage.Progress) {
 			if p.ID == "" && (p.Current > 0 || p.Total > 0) {
 				p.ID = tag
 				total.Store(true)

@@ -353,6 +353,8 @@ func detachKeys(spec string) ([]byte, error) {
 		switch {
 		case len(k) == 1:
 			out = append(out, k[0])
+		case k == "DEL":
+			out = append(out, 127)
 		case strings.HasPrefix(k, "ctrl-") && len(k) == 6:
 			c := k[5]
 			switch {
@@ -373,42 +375,63 @@ func detachKeys(spec string) ([]byte, error) {
 }
 
 // detachReader passes input through until the detach sequence, which ends
-// the attach and leaves the container running.
+// the attach and leaves the container running. Keys of a sequence that
+// breaks off are input after all, so output can outgrow a read: it waits
+// in pending.
 type detachReader struct {
 	r        io.Reader
 	keys     []byte
-	matched  int
 	onDetach func()
-	done     bool
+
+	matched int
+	pending []byte
+	buf     []byte
+	done    bool
+	err     error
 }
 
 func (d *detachReader) Read(p []byte) (int, error) {
-	if d.done {
-		return 0, io.EOF
+	for len(d.pending) == 0 {
+		switch {
+		case d.done:
+			return 0, io.EOF
+		case d.err != nil && d.matched > 0:
+			// Input ended inside a sequence: hand the keys back.
+			d.pending = append(d.pending, d.keys[:d.matched]...)
+			d.matched = 0
+			continue
+		case d.err != nil:
+			return 0, d.err
+		}
+		if len(d.buf) < len(p) {
+			d.buf = make([]byte, len(p))
+		}
+		n, err := d.r.Read(d.buf[:len(p)])
+		d.scan(d.buf[:n])
+		d.err = err
 	}
-	n, err := d.r.Read(p)
-	out := 0
-	for i := 0; i < n; i++ {
-		b := p[i]
-		if b == d.keys[d.matched] {
-			d.matched++
-			if d.matched == len(d.keys) {
-				d.done = true
-				d.onDetach()
-				return out, io.EOF
-			}
+	n := copy(p, d.pending)
+	d.pending = d.pending[n:]
+	return n, nil
+}
+
+func (d *detachReader) scan(in []byte) {
+	for _, b := range in {
+		if b != d.keys[d.matched] && d.matched > 0 {
+			d.pending = append(d.pending, d.keys[:d.matched]...)
+			d.matched = 0
+		}
+		if b != d.keys[d.matched] {
+			d.pending = append(d.pending, b)
 			continue
 		}
-		// A partial sequence that broke off is input after all.
-		for j := 0; j < d.matched; j++ {
-			p[out] = d.keys[j]
-			out++
+		d.matched++
+		if d.matched == len(d.keys) {
+			d.done = true
+			d.onDetach()
+			return
 		}
-		d.matched = 0
-		p[out] = b
-		out++
 	}
-	return out, err
 }
 
 // resizeContainer is POST /containers/{id}/resize.

@@ -282,6 +282,7 @@ func (w *worker) start(ctx context.Context, p *model.Pod, hold bool) {
 		w.setStatus(ctx, p, func(s *model.PodStatus) {
 			s.Phase, s.Reason, s.Message = failed.Phase, failed.Reason, failed.Message
 			s.FinishedAt = time.Now().UTC()
+			s.ExitCode = 128 // Docker's code for a start that failed outside the command
 			s.CradleID = ""
 			s.Restarting = restart
 			if restart {
