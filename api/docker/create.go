@@ -137,9 +137,7 @@ func (s *Server) podFor(r *http.Request, tenant string, req *container.CreateReq
 	if merged.WorkingDir != "" && !path.IsAbs(merged.WorkingDir) {
 		return nil, nil, errdefs.InvalidArgument("the working directory '%s' is invalid, it needs to be an absolute path", merged.WorkingDir)
 	}
-	if hc.Init != nil && *hc.Init {
-		return nil, nil, errdefs.InvalidArgument("--init is not supported yet")
-	}
+	c.Init = hc.Init != nil && *hc.Init
 	if c.Healthcheck, err = healthcheck(merged.Healthcheck); err != nil {
 		return nil, nil, err
 	}

@@ -111,6 +111,12 @@ func (g *Guest) nsStart(c *container) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.spec.Init {
+		// The command was looked up here, so that a missing one fails
+		// the start; the init runs it by its resolved path.
+		args := append([]string{DockerInitPath, "--", cfg.Path}, cfg.Args[1:]...)
+		cfg.Path, cfg.Args = DockerInitPath, args
+	}
 
 	var ptmx, pts *os.File
 	if c.spec.Process.Terminal {
@@ -277,6 +283,12 @@ func (g *Guest) buildRootfs(c *container) (string, error) {
 		}
 		if err := bindFile(rootfs, "/etc/"+name, src, false); err != nil {
 			return "", err
+		}
+	}
+
+	if c.spec.Init {
+		if err := bindFile(rootfs, DockerInitPath, InitPath, true); err != nil {
+			return "", fmt.Errorf("bind docker-init: %w", err)
 		}
 	}
 

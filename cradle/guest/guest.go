@@ -36,6 +36,11 @@ const (
 	ProbeEnv = "hearth_probe"
 	// StubPath is hearth-stub in the initramfs.
 	StubPath = "/stub"
+	// InitPath is this program, which containers started with Init run
+	// as /sbin/docker-init.
+	InitPath = "/init"
+	// DockerInitPath is where such a container finds it.
+	DockerInitPath = "/sbin/docker-init"
 	// DebugEnv turns on init's debug log on the console.
 	DebugEnv = "hearth_debug"
 )
@@ -99,14 +104,16 @@ func boot() error {
 	if err := unix.Mount("root", "/root", "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("mount root tmpfs: %w", err)
 	}
-	// The stub comes along into the new root.
-	if f, err := os.Create("/root" + StubPath); err != nil {
-		return err
-	} else {
+	// The stub and init itself come along into the new root.
+	for _, p := range []string{StubPath, InitPath} {
+		f, err := os.Create("/root" + p)
+		if err != nil {
+			return err
+		}
 		f.Close()
-	}
-	if err := unix.Mount(StubPath, "/root"+StubPath, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind stub: %w", err)
+		if err := unix.Mount(p, "/root"+p, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", p, err)
+		}
 	}
 	if err := os.Chdir("/root"); err != nil {
 		return err

@@ -140,6 +140,9 @@ type Container struct {
 	Mounts   []Mount `json:"mounts,omitempty"`
 	// ReadonlyRootfs makes the container's root filesystem read-only.
 	ReadonlyRootfs bool `json:"readonlyRootfs,omitempty"`
+	// Init runs the command under a minimal init, /sbin/docker-init, as
+	// Docker's --init does: it forwards signals and reaps zombies.
+	Init bool `json:"init,omitempty"`
 	// StopSignal is sent to stop the container (default SIGTERM).
 	StopSignal int `json:"stopSignal,omitempty"`
 	// StopTimeout is how many seconds a stop waits before SIGKILL

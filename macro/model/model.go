@@ -218,7 +218,10 @@ type Container struct {
 	Stdin      bool     `json:"stdin,omitempty"`
 	Mounts     []Mount  `json:"mounts,omitempty"`
 	ReadOnly   bool     `json:"readOnlyRootfs,omitempty"`
-	StopSignal int      `json:"stopSignal,omitempty"`
+	// Init runs a minimal init as the container's PID 1, which forwards
+	// signals to the command and reaps zombies (docker run --init).
+	Init       bool `json:"init,omitempty"`
+	StopSignal int  `json:"stopSignal,omitempty"`
 	// Healthcheck runs inside the pod while it runs; its results are
 	// PodStatus.Health.
 	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`

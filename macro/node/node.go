@@ -463,7 +463,7 @@ func builder(images *image.Service, rt *cradle.Runtime, dataDir string) agent.Bu
 			if err != nil {
 				return nil, err
 			}
-			sc.ReadonlyRootfs, sc.StopSignal = c.ReadOnly, c.StopSignal
+			sc.ReadonlyRootfs, sc.StopSignal, sc.Init = c.ReadOnly, c.StopSignal, c.Init
 			sc.StopTimeout = p.Spec.StopTimeout
 			for _, m := range c.Mounts {
 				idx := -1
