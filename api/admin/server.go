@@ -250,8 +250,7 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request, name string) {
 			if p.Spec.NodeName != name {
 				return false, store.ErrSkip
 			}
-			p.Spec.NodeName = ""
-			p.Status = model.PodStatus{Phase: model.PhasePending, Reason: "Drained", Message: "node " + name + " was drained", RestartCount: p.Status.RestartCount}
+			p.Unbind("Drained", "node "+name+" was drained")
 			return true, nil
 		})
 		if err != nil {

@@ -389,6 +389,12 @@ func (s *Server) stop(r *http.Request, tenant string, c *ctr) error {
 	if !c.running() {
 		return nil
 	}
+	stopSig := syscall.SIGTERM
+	if sig != 0 {
+		stopSig = syscall.Signal(sig)
+	}
+	// The signal goes out now; its die follows.
+	s.emit(tenant, "container", "kill", c.ID(), map[string]string{"name": c.pod.Alias, "signal": strconv.Itoa(int(stopSig))})
 	grace := model.DefaultStopTimeout
 	if timeout != nil {
 		grace = time.Duration(*timeout) * time.Second
@@ -404,11 +410,6 @@ func (s *Server) stop(r *http.Request, tenant string, c *ctr) error {
 	if err != nil {
 		return fmt.Errorf("stop container %s: %w", c.ID()[:12], err)
 	}
-	stopSig := syscall.SIGTERM
-	if sig != 0 {
-		stopSig = syscall.Signal(sig)
-	}
-	s.emit(tenant, "container", "kill", c.ID(), map[string]string{"name": c.pod.Alias, "signal": strconv.Itoa(int(stopSig))})
 	s.emit(tenant, "container", "stop", c.ID(), map[string]string{"name": c.pod.Alias})
 	return nil
 }

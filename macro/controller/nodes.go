@@ -99,12 +99,7 @@ func (m *Manager) evacuate(ctx context.Context, c *cache, node string) {
 		}
 		cp := *p
 		if reschedulable(p) && p.Spec.Desired == model.DesiredRunning {
-			cp.Spec.NodeName = ""
-			cp.Status = model.PodStatus{
-				Phase: model.PhasePending, Reason: "Rescheduled",
-				Message:      "node " + node + " was lost",
-				RestartCount: p.Status.RestartCount,
-			}
+			cp.Unbind("Rescheduled", "node "+node+" was lost")
 			if err := m.Store.Update(ctx, &cp, true); err != nil {
 				m.Log.Debug("reschedule pod", "pod", p.Tenant+"/"+p.Name, "err", err)
 				continue

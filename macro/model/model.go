@@ -341,6 +341,15 @@ func Terminal(phase string) bool {
 	return phase == PhaseExited || phase == PhaseFailed || phase == PhaseLost
 }
 
+// Unbind sends the pod back to the scheduler, off a node that lost it or
+// was drained. No frontend waits to start it on its next node, so it is
+// not held.
+func (p *Pod) Unbind(reason, message string) {
+	p.Spec.NodeName = ""
+	p.Spec.HoldStart = false
+	p.Status = PodStatus{Phase: PhasePending, Reason: reason, Message: message, RestartCount: p.Status.RestartCount}
+}
+
 // ShouldRestart reports whether the pod's restart policy restarts it after
 // an exit with code.
 func (p *Pod) ShouldRestart(code int) bool {
