@@ -270,6 +270,7 @@ func (s *Server) start(ctx context.Context, tenant, ref string) error {
 		}
 		p.Spec.Desired = model.DesiredRunning
 		p.Spec.HoldStart = true
+		p.Spec.ExitOnNext = false
 		p.Spec.StopTimeout = timeout
 		p.Spec.Containers[0].StopSignal = sig
 		if model.Terminal(p.Status.Phase) && p.Status.Phase != model.PhaseLost {
@@ -404,11 +405,14 @@ func (s *Server) stop(r *http.Request, tenant string, c *ctr) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, grace+30*time.Second)
 	defer cancel()
-	_, err = store.WaitFor[model.Pod](wctx, s.Store, model.KindPod, tenant, c.ID(), func(p *model.Pod) bool {
+	stopped, err := store.WaitFor[model.Pod](wctx, s.Store, model.KindPod, tenant, c.ID(), func(p *model.Pod) bool {
 		return p == nil || model.Terminal(p.Status.Phase) || p.Status.Phase == model.PhasePending
 	})
 	if err != nil {
 		return fmt.Errorf("stop container %s: %w", c.ID()[:12], err)
+	}
+	if stopped != nil && s.events != nil {
+		s.events.waitSeen(ctx, stopped.Revision, 2*time.Second)
 	}
 	s.emit(tenant, "container", "stop", c.ID(), map[string]string{"name": c.pod.Alias})
 	return nil
@@ -453,25 +457,26 @@ func (s *Server) killContainer(w http.ResponseWriter, r *http.Request, tenant st
 		writeError(w, errdefs.Conflict("cannot kill container: %s: container %s is not running", ref, c.ID()))
 		return
 	}
-	if err := s.Pods.Client(ctx, tenant, c.ID()).Signal(mainContainer, sig); err != nil {
-		writeError(w, fmt.Errorf("cannot kill container: %s: %w", ref, err))
-		return
-	}
 	// SIGKILL, or the stop signal, ends the container for good, as
-	// Docker's kill does: no restart follows.
+	// Docker's kill does: no restart follows the exit. That is written
+	// before the signal goes, so that the exit finds it.
 	_, stopSig := c.configuredStop()
 	if sig == syscall.SIGKILL || int(sig) == stopSig || (stopSig == 0 && sig == syscall.SIGTERM) {
 		_, err = store.Modify[model.Pod](ctx, s.Store, model.KindPod, tenant, c.ID(), func(p *model.Pod) (bool, error) {
-			if p.Spec.Desired == model.DesiredStopped {
+			if p.Spec.ExitOnNext {
 				return false, store.ErrSkip
 			}
-			p.Spec.Desired = model.DesiredStopped
+			p.Spec.ExitOnNext = true
 			return true, nil
 		})
-		if err != nil && !errdefs.IsNotFound(err) {
+		if err != nil {
 			writeError(w, err)
 			return
 		}
+	}
+	if err := s.Pods.Client(ctx, tenant, c.ID()).Signal(mainContainer, sig); err != nil {
+		writeError(w, fmt.Errorf("cannot kill container: %s: %w", ref, err))
+		return
 	}
 	s.emit(tenant, "container", "kill", c.ID(), map[string]string{"name": c.pod.Alias, "signal": strconv.Itoa(int(sig))})
 	w.WriteHeader(http.StatusNoContent)

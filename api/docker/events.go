@@ -31,9 +31,48 @@ type eventBus struct {
 	past   []event
 	subs   map[chan event]bool
 	closed bool
+	// seen is the store revision the pod watch has turned into events;
+	// advanced is closed (and replaced) whenever it moves.
+	seen     int64
+	advanced chan struct{}
 }
 
-func newEventBus() *eventBus { return &eventBus{subs: map[chan event]bool{}} }
+func newEventBus() *eventBus {
+	return &eventBus{subs: map[chan event]bool{}, advanced: make(chan struct{})}
+}
+
+// saw records that the events of revision rev are out.
+func (b *eventBus) saw(rev int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if rev > b.seen {
+		b.seen = rev
+		close(b.advanced)
+		b.advanced = make(chan struct{})
+	}
+}
+
+// waitSeen waits, at most limit, until the events of revision rev are
+// out: a frontend's own event (stop) then follows the die it caused.
+func (b *eventBus) waitSeen(ctx context.Context, rev int64, limit time.Duration) {
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for {
+		b.mu.Lock()
+		seen, ch := b.seen, b.advanced
+		b.mu.Unlock()
+		if seen >= rev {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
 
 func (b *eventBus) publish(e event) {
 	b.mu.Lock()
@@ -115,6 +154,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if p == nil {
 			return
 		}
+		defer s.events.saw(p.Revision)
 		old := last[ev.Key]
 		if ev.Type == store.Deleted {
 			delete(last, ev.Key)

@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -263,7 +264,13 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request, tenant string
 	hung := make(chan struct{})
 	defer close(hung)
 	go watchHangup(conn, hung, func() { stream.Close() })
-	done(stream.Relay(in, stdout, stderr))
+	es, err := stream.Relay(in, stdout, stderr)
+	if es != nil && es.Error != "" {
+		// A command that could not run: Docker says why on the stream,
+		// and the CLI takes the code from inspect.
+		fmt.Fprintf(stdout, "OCI runtime exec failed: exec failed: unable to start container process: %s: unknown\r\n", es.Error)
+	}
+	done(es, err)
 	closeWriter(conn)
 }
 

@@ -307,7 +307,7 @@ type running struct {
 }
 
 // startAgent runs an agent for node n1 until stop or the end of the test.
-func (v *env) startAgent(vmm *fakeVMM) *running {
+func (v *env) startAgent(vmm *fakeVMM, opts ...func(*agent.Agent)) *running {
 	v.t.Helper()
 	logs := &logRecorder{}
 	a := &agent.Agent{
@@ -317,6 +317,9 @@ func (v *env) startAgent(vmm *fakeVMM) *running {
 		Accel:    "kvm", LeaseTTL: 2 * time.Second, HoldTimeout: time.Second,
 		Store: v.s, VMM: vmm, Build: build, NewID: newID,
 		Log: slog.New(logs),
+	}
+	for _, o := range opts {
+		o(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -947,4 +950,22 @@ func TestHealthcheck(t *testing.T) {
 	// The check ends with the VM, and a new run starts over.
 	vmm.exit(vm, 0)
 	v.waitPod("hc", "exited", func(p *model.Pod) bool { return p.Status.Phase == model.PhaseExited })
+}
+
+// TestRestartWhileHeld: a held pod whose command exits before anyone
+// started it is restarted by its policy at once, not when the hold ends.
+func TestRestartWhileHeld(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t)
+	vmm := newFakeVMM()
+	v.startAgent(vmm, func(a *agent.Agent) { a.HoldTimeout = time.Hour })
+	p := newPod("held", "n1", model.RestartOnFailure)
+	p.Spec.HoldStart = true
+	v.create(p)
+	vm := v.waitStarts(vmm, 1)[0]
+	v.waitPod("held", "running", runningIn(vm))
+	vmm.StartPod(vm)
+	vmm.exit(vm, 1)
+	vm2 := v.waitStarts(vmm, 2)[1]
+	v.waitPod("held", "restarted", runningIn(vm2))
 }

@@ -96,6 +96,7 @@ func (w *worker) pod() *model.Pod {
 func (w *worker) run(ctx context.Context) {
 	var timer *time.Timer
 	var timerC <-chan time.Time
+	var armed time.Time // the deadline timer is set for
 	adopted := false
 	for {
 		select {
@@ -106,7 +107,7 @@ func (w *worker) run(ctx context.Context) {
 		case ex := <-w.exits:
 			w.exited(ctx, ex)
 		case <-timerC:
-			timerC = nil
+			timer, timerC, armed = nil, nil, time.Time{}
 		}
 		p := w.pod()
 		if !adopted && p != nil {
@@ -119,13 +120,17 @@ func (w *worker) run(ctx context.Context) {
 			}
 			return
 		}
-		if next := w.nextDeadline(); !next.IsZero() && timerC == nil {
-			d := time.Until(next)
-			if d < 0 {
-				d = 0
+		// One timer, for the nearest deadline: a new one (a restart after
+		// an exit) replaces an old one (the end of a hold).
+		if next := w.nextDeadline(); !next.Equal(armed) {
+			if timer != nil {
+				timer.Stop()
 			}
-			timer = time.NewTimer(d)
-			timerC = timer.C
+			timer, timerC, armed = nil, nil, next
+			if !next.IsZero() {
+				timer = time.NewTimer(max(time.Until(next), 0))
+				timerC = timer.C
+			}
 		}
 	}
 }

@@ -189,6 +189,9 @@ type PodSpec struct {
 	// frontend that never starts them is stood in for after a while;
 	// restarts by policy are never held.
 	HoldStart bool `json:"holdStart,omitempty"`
+	// ExitOnNext makes the next exit final, whatever the restart policy
+	// (docker kill with the stop signal); a start clears it.
+	ExitOnNext bool `json:"exitOnNext,omitempty"`
 }
 
 // DefaultStopTimeout is the grace a stop gives a pod's containers.
@@ -354,7 +357,7 @@ func (p *Pod) Unbind(reason, message string) {
 // an exit with code.
 func (p *Pod) ShouldRestart(code int) bool {
 	s := p.Spec
-	if s.Desired != DesiredRunning {
+	if s.Desired != DesiredRunning || s.ExitOnNext {
 		return false
 	}
 	switch s.Restart.Policy {
