@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 
+	"github.com/hearth-cloud/hearth/cradle/shim"
 	"github.com/hearth-cloud/hearth/cradle/spec"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
@@ -71,24 +72,40 @@ func archivePath(r *http.Request) (string, error) {
 	return p, nil
 }
 
-// statPath is HEAD /containers/{id}/archive.
-func (s *Server) statPath(w http.ResponseWriter, r *http.Request, tenant string) {
+// archiveTarget is what the archive calls start from: the path asked for,
+// the running container, its supervisor and the path's stat.
+type archiveTarget struct {
+	path string
+	c    *ctr
+	cl   *shim.Client
+	st   *spec.PathStat
+}
+
+func (s *Server) archiveTarget(r *http.Request, tenant, verb string) (*archiveTarget, error) {
 	path, err := archivePath(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	c, err := s.runningFor(r.Context(), tenant, r.PathValue("id"), "copying from")
+	c, err := s.runningFor(r.Context(), tenant, r.PathValue("id"), verb)
+	if err != nil {
+		return nil, err
+	}
+	cl := s.Pods.Client(r.Context(), tenant, c.ID())
+	st, err := cl.PathStat(mainContainer, path)
+	if err != nil {
+		return nil, copyError(err, c, path)
+	}
+	return &archiveTarget{path: path, c: c, cl: cl, st: st}, nil
+}
+
+// statPath is HEAD /containers/{id}/archive.
+func (s *Server) statPath(w http.ResponseWriter, r *http.Request, tenant string) {
+	a, err := s.archiveTarget(r, tenant, "copying from")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	st, err := s.Pods.Client(r.Context(), tenant, c.ID()).PathStat(mainContainer, path)
-	if err != nil {
-		writeError(w, copyError(err, c, path))
-		return
-	}
-	if err := setStat(w, st); err != nil {
+	if err := setStat(w, a.st); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -97,64 +114,42 @@ func (s *Server) statPath(w http.ResponseWriter, r *http.Request, tenant string)
 
 // getArchive is GET /containers/{id}/archive: a tar of the path.
 func (s *Server) getArchive(w http.ResponseWriter, r *http.Request, tenant string) {
-	path, err := archivePath(r)
+	a, err := s.archiveTarget(r, tenant, "copying from")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	c, err := s.runningFor(r.Context(), tenant, r.PathValue("id"), "copying from")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	cl := s.Pods.Client(r.Context(), tenant, c.ID())
-	st, err := cl.PathStat(mainContainer, path)
-	if err != nil {
-		writeError(w, copyError(err, c, path))
-		return
-	}
-	if err := setStat(w, st); err != nil {
+	if err := setStat(w, a.st); err != nil {
 		writeError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.WriteHeader(http.StatusOK)
-	if _, err := cl.ArchiveGet(mainContainer, path, w); err != nil {
+	if _, err := a.cl.ArchiveGet(mainContainer, a.path, w); err != nil {
 		// The head has gone: all that is left is to cut the tar short.
-		s.Log.Warn("copy from container", "container", c.ID()[:12], "path", path, "err", err)
+		s.Log.Warn("copy from container", "container", a.c.ID()[:12], "path", a.path, "err", err)
 		panic(http.ErrAbortHandler)
 	}
-	s.emit(tenant, "container", "archive-path", c.ID(), map[string]string{"name": c.pod.Alias, "path": path})
+	s.emit(tenant, "container", "archive-path", a.c.ID(), map[string]string{"name": a.c.pod.Alias, "path": a.path})
 }
 
 // putArchive is PUT /containers/{id}/archive: extract a tar into a
 // directory.
 func (s *Server) putArchive(w http.ResponseWriter, r *http.Request, tenant string) {
-	path, err := archivePath(r)
+	a, err := s.archiveTarget(r, tenant, "copying to")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	c, err := s.runningFor(r.Context(), tenant, r.PathValue("id"), "copying to")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	cl := s.Pods.Client(r.Context(), tenant, c.ID())
-	st, err := cl.PathStat(mainContainer, path)
-	if err != nil {
-		writeError(w, copyError(err, c, path))
-		return
-	}
-	if !os.FileMode(st.Mode).IsDir() {
+	if !os.FileMode(a.st.Mode).IsDir() {
 		writeError(w, errdefs.InvalidArgument("extraction point is not a directory"))
 		return
 	}
-	if err := cl.ArchivePut(mainContainer, path, r.Body); err != nil {
-		writeError(w, copyError(err, c, path))
+	if err := a.cl.ArchivePut(mainContainer, a.path, r.Body); err != nil {
+		writeError(w, copyError(err, a.c, a.path))
 		return
 	}
-	s.emit(tenant, "container", "extract-to-dir", c.ID(), map[string]string{"name": c.pod.Alias, "path": path})
+	s.emit(tenant, "container", "extract-to-dir", a.c.ID(), map[string]string{"name": a.c.pod.Alias, "path": a.path})
 	w.WriteHeader(http.StatusOK)
 }
 

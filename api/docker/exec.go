@@ -97,10 +97,9 @@ func (s *Server) execRoutes(handle handleFunc) {
 			writeError(w, err)
 			return
 		}
-		h, errH := strconv.ParseUint(r.URL.Query().Get("h"), 10, 16)
-		wd, errW := strconv.ParseUint(r.URL.Query().Get("w"), 10, 16)
-		if errH != nil || errW != nil {
-			writeError(w, errdefs.InvalidArgument("invalid resize parameters"))
+		h, wd, err := windowSize(r)
+		if err != nil {
+			writeError(w, err)
 			return
 		}
 		e.mu.Lock()
@@ -110,7 +109,7 @@ func (s *Server) execRoutes(handle handleFunc) {
 			writeError(w, errdefs.Conflict("exec %s is not running", e.id))
 			return
 		}
-		st.Resize(uint16(h), uint16(wd))
+		st.Resize(h, wd)
 		w.WriteHeader(http.StatusOK)
 	})
 }

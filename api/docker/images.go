@@ -760,21 +760,28 @@ func matchReference(pattern, familiar string) bool {
 
 // Inspect and history.
 
-// inspectImage is GET /images/{name}/json (docker image inspect).
-func (s *Server) inspectImage(w http.ResponseWriter, r *http.Request, tenant, name string) {
+// imageWithConfig finds a tenant's image and reads its config.
+func (s *Server) imageWithConfig(tenant, name string) (*himage.Info, v1.Image, *v1.ConfigFile, error) {
 	info, err := s.Images.Inspect(tenant, name)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, nil, nil, err
 	}
 	img, _, err := s.Images.Get(tenant, info.ID)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, nil, nil, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		writeError(w, fmt.Errorf("image %s: read config: %w", name, err))
+		return nil, nil, nil, fmt.Errorf("image %s: read config: %w", name, err)
+	}
+	return info, img, cf, nil
+}
+
+// inspectImage is GET /images/{name}/json (docker image inspect).
+func (s *Server) inspectImage(w http.ResponseWriter, r *http.Request, tenant, name string) {
+	info, img, cf, err := s.imageWithConfig(tenant, name)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	// The config's top-level comment is Docker's, which go-containerregistry
@@ -837,19 +844,9 @@ func dockerConfig(c v1.Config) *dockerspec.DockerOCIImageConfig {
 
 // imageHistory is GET /images/{name}/history (docker history).
 func (s *Server) imageHistory(w http.ResponseWriter, r *http.Request, tenant, name string) {
-	info, err := s.Images.Inspect(tenant, name)
+	info, img, cf, err := s.imageWithConfig(tenant, name)
 	if err != nil {
 		writeError(w, err)
-		return
-	}
-	img, _, err := s.Images.Get(tenant, info.ID)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		writeError(w, fmt.Errorf("image %s: read config: %w", name, err))
 		return
 	}
 	m, err := img.Manifest()

@@ -434,6 +434,17 @@ func (d *detachReader) scan(in []byte) {
 	}
 }
 
+// windowSize reads the h and w of a resize.
+func windowSize(r *http.Request) (rows, cols uint16, err error) {
+	q := r.URL.Query()
+	h, errH := strconv.ParseUint(q.Get("h"), 10, 16)
+	w, errW := strconv.ParseUint(q.Get("w"), 10, 16)
+	if errH != nil || errW != nil {
+		return 0, 0, errdefs.InvalidArgument("invalid resize parameters h=%q w=%q", q.Get("h"), q.Get("w"))
+	}
+	return uint16(h), uint16(w), nil
+}
+
 // resizeContainer is POST /containers/{id}/resize.
 func (s *Server) resizeContainer(w http.ResponseWriter, r *http.Request, tenant string) {
 	c, err := s.resolve(r.Context(), tenant, r.PathValue("id"))
@@ -441,10 +452,9 @@ func (s *Server) resizeContainer(w http.ResponseWriter, r *http.Request, tenant 
 		writeError(w, err)
 		return
 	}
-	h, errH := strconv.ParseUint(r.URL.Query().Get("h"), 10, 16)
-	wd, errW := strconv.ParseUint(r.URL.Query().Get("w"), 10, 16)
-	if errH != nil || errW != nil {
-		writeError(w, errdefs.InvalidArgument("invalid resize parameters h=%q w=%q", r.URL.Query().Get("h"), r.URL.Query().Get("w")))
+	h, wd, err := windowSize(r)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	if c.pod.Status.Phase != model.PhaseRunning {
@@ -453,12 +463,12 @@ func (s *Server) resizeContainer(w http.ResponseWriter, r *http.Request, tenant 
 	}
 	streams := s.streams.get(tenant + "/" + c.ID())
 	for _, st := range streams {
-		st.Resize(uint16(h), uint16(wd))
+		st.Resize(h, wd)
 	}
 	if len(streams) == 0 && c.cfg.Tty {
 		st, err := s.Pods.Client(r.Context(), tenant, c.ID()).Attach(mainContainer, shim.AttachOptions{})
 		if err == nil {
-			st.Resize(uint16(h), uint16(wd))
+			st.Resize(h, wd)
 			st.Close()
 		}
 	}

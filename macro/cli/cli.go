@@ -143,6 +143,7 @@ func upCmd(g *Globals) *cobra.Command {
 	fl.StringArrayVar(&labels, "label", nil, "node label KEY=VALUE, for placement constraints")
 	fl.Float64Var(&o.CPUOvercommit, "cpu-overcommit", 4, "vCPUs pods may reserve per host CPU")
 	fl.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on HOST:PORT")
+	fl.StringVar(&o.DockerListen, "docker-listen", "", "serve the Docker API over TLS on HOST:PORT, for tenants' client certificates (off until tenants have credentials)")
 	return c
 }
 

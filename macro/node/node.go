@@ -6,10 +6,12 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -71,6 +73,9 @@ type Options struct {
 	Bridge host.Bridge
 	// MetricsListen serves Prometheus metrics on HOST:PORT when set.
 	MetricsListen string
+	// DockerListen serves the Docker API over TLS on HOST:PORT when set,
+	// to clients with a tenant's certificate of the cluster CA.
+	DockerListen string
 	Log           *slog.Logger
 	LogLevel      string
 	// Ready is closed once the node serves.
@@ -179,10 +184,23 @@ func Run(ctx context.Context, o Options) error {
 	size := capacity(1)
 	dapi := &docker.Server{Store: st, Images: images, Pods: pods, Node: o.Name, Log: o.Log,
 		NCPU: runtime.NumCPU(), MemTotal: int64(size.MemoryMiB) << 20, DataDir: o.DataDir}
+	dapi.Tenant = dockerTenant
 	if err := dapi.Serve(filepath.Join(o.RunDir, "docker.sock")); err != nil {
 		return err
 	}
 	defer dapi.Close()
+	if o.DockerListen != "" {
+		serverTLS, _, err := pkiDir.TLS()
+		if err != nil {
+			return err
+		}
+		serverTLS.ClientAuth = tls.RequireAndVerifyClientCert
+		ln, err := tls.Listen("tcp", o.DockerListen, serverTLS)
+		if err != nil {
+			return fmt.Errorf("docker API on %s: %w", o.DockerListen, err)
+		}
+		dapi.ServeListener(ln)
+	}
 	if o.Listen != "" {
 		srv, err := serveNodeAPI(o.Listen, pkiDir, cli, st, pods)
 		if err != nil {
@@ -215,7 +233,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 	o.Log.Info("hearth is up", "node", o.Name, "role", mem.Role, "accel", accel, "in", time.Since(start).Round(time.Millisecond),
-		"admin", filepath.Join(o.RunDir, "hearth.sock"), "docker", filepath.Join(o.RunDir, "docker.sock"))
+		"admin", filepath.Join(o.RunDir, "hearth.sock"), "docker", filepath.Join(o.RunDir, "docker.sock"), "docker_tls", o.DockerListen)
 	if o.Ready != nil {
 		close(o.Ready)
 	}
@@ -375,6 +393,22 @@ type cradleVMM struct {
 	accel string
 	// logs holds each pod's container logs, by pod UID, across its VMs.
 	logs string
+}
+
+// dockerTenant is the tenant a Docker API request acts for: the admin on
+// the local socket, and over TLS the tenant its client certificate names.
+func dockerTenant(r *http.Request) (string, error) {
+	if r.TLS == nil {
+		return docker.AdminTenant, nil
+	}
+	if len(r.TLS.PeerCertificates) == 0 {
+		return "", errdefs.Unauthenticated("a client certificate is required")
+	}
+	t, ok := pki.TenantOf(r.TLS.PeerCertificates[0])
+	if !ok {
+		return "", errdefs.PermissionDenied("this certificate is not a tenant's: the Docker API over TLS serves tenants")
+	}
+	return t, nil
 }
 
 // podLogDir is where a pod's container logs live on its node.

@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hearth-cloud/hearth/internal/atomicfile"
@@ -147,6 +148,25 @@ func (ca *CA) SignClient(cn string, org []string, pub crypto.PublicKey, validity
 		return nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// TenantOrg is the Organization of tenants' client certificates; their
+// CommonName is "tenant:NAME".
+const TenantOrg = "hearth:tenants"
+
+// SignTenant signs a client certificate for tenant name.
+func (ca *CA) SignTenant(name string, pub crypto.PublicKey, validity time.Duration) ([]byte, error) {
+	return ca.SignClient("tenant:"+name, []string{TenantOrg}, pub, validity)
+}
+
+// TenantOf names the tenant a verified client certificate belongs to; ok
+// is false for any other certificate (a node's, say).
+func TenantOf(cert *x509.Certificate) (name string, ok bool) {
+	if len(cert.Subject.Organization) != 1 || cert.Subject.Organization[0] != TenantOrg {
+		return "", false
+	}
+	name, ok = strings.CutPrefix(cert.Subject.CommonName, "tenant:")
+	return name, ok && name != ""
 }
 
 // Dir is a node's PKI directory.

@@ -1,0 +1,117 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"crypto/tls"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hearth-cloud/hearth/macro/pki"
+)
+
+// writeClientCert writes ca.pem, cert.pem and key.pem for a client, as
+// DOCKER_CERT_PATH wants them, signed by sign.
+func writeClientCert(t *testing.T, caPEM []byte, sign func(pub any) ([]byte, error)) string {
+	t.Helper()
+	key, keyPEM, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := sign(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, b := range map[string][]byte{"ca.pem": caPEM, "cert.pem": cert, "key.pem": keyPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestDockerTLS: the Docker API on --docker-listen takes a tenant's
+// client certificate of the cluster CA, acts for that tenant, and refuses
+// every other client.
+func TestDockerTLS(t *testing.T) {
+	t.Parallel()
+	n := newUpNode(t, "tls1")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	n.start("--docker-listen", addr)
+	n.must("image", "load", "-q", "-i", img.busybox)
+	ca, err := pki.Dir(filepath.Join(n.Data, "pki")).LoadCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dockerEnv{n: n, bin: "/usr/local/bin/docker", sock: filepath.Join(n.Run, "docker.sock"), config: t.TempDir()}
+	tenant := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignTenant("acme", pub, time.Hour) })
+	tlsEnv := func(dir string) cmdOpts {
+		return cmdOpts{env: []string{"DOCKER_HOST=tcp://" + addr, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + dir}}
+	}
+	acme := tlsEnv(tenant)
+
+	if r := d.dockerWith(t, acme, "version", "--format", "{{.Server.APIVersion}}"); r.code != 0 || strings.TrimSpace(r.stdout) != "1.50" {
+		t.Fatalf("docker version over TLS: %s", r)
+	}
+	// The tenant has its own images and containers: the admin's busybox
+	// is not the tenant's until it loads it.
+	if r := d.dockerWith(t, acme, "image", "inspect", dockerImg); r.code == 0 {
+		t.Errorf("the admin's image is visible to a tenant: %s", r)
+	}
+	if r := d.dockerWith(t, acme, "load", "-i", img.busybox); r.code != 0 {
+		t.Fatalf("docker load over TLS: %s", r)
+	}
+	if r := d.dockerWith(t, acme, "run", "--name", "web", dockerImg, "echo", "from acme"); r.code != 0 || r.stdout != "from acme\n" {
+		t.Fatalf("docker run over TLS: %s", r)
+	}
+	if r := d.dockerWith(t, acme, "ps", "-a", "--format", "{{.Names}}"); r.stdout != "web\n" {
+		t.Errorf("the tenant's ps: %s", r)
+	}
+	if out := d.ok(t, "ps", "-a", "-q"); out != "" {
+		t.Errorf("the admin socket lists the tenant's containers: %q", out)
+	}
+	if r := d.docker(t, "rm", "web"); r.code == 0 || !strings.Contains(r.stderr, "No such container: web") {
+		t.Errorf("the admin removed the tenant's container by name: %s", r)
+	}
+	// A tenant's certificate is enough to act, and nothing else is.
+	node := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignNode("intruder", pub, nil) })
+	if r := d.dockerWith(t, tlsEnv(node), "ps"); r.code == 0 || !strings.Contains(r.stderr, "not a tenant's") {
+		t.Errorf("a node certificate: %s", r)
+	}
+	other, err := pki.NewCA("another CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return other.SignTenant("acme", pub, time.Hour) })
+	if r := d.dockerWith(t, tlsEnv(foreign), "ps"); r.code == 0 {
+		t.Errorf("a certificate of another CA: %s", r)
+	}
+	expired := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignTenant("acme", pub, -time.Minute) })
+	if r := d.dockerWith(t, tlsEnv(expired), "ps"); r.code == 0 {
+		t.Errorf("an expired certificate: %s", r)
+	}
+	// No certificate at all: the handshake fails.
+	pool, _, err := pki.Dir(filepath.Join(n.Data, "pki")).TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool.ClientCAs})
+	if err == nil {
+		_, err = conn.Write([]byte("GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n"))
+		if err == nil {
+			_, err = conn.Read(make([]byte, 1))
+		}
+		conn.Close()
+	}
+	if err == nil {
+		t.Error("a client without a certificate was served")
+	}
+	if r := d.dockerWith(t, acme, "rm", "web"); r.code != 0 {
+		t.Errorf("the tenant's rm: %s", r)
+	}
+}
