@@ -333,6 +333,15 @@ func (s *Server) waitStarted(ctx context.Context, tenant, id string, rev int64) 
 	case p.Status.Phase == model.PhaseRunning:
 		return p, nil
 	case p.Status.Phase == model.PhasePending:
+		// As with Docker, a start that failed leaves the container
+		// stopped: it must not start by itself once room frees up.
+		store.Modify[model.Pod](ctx, s.Store, model.KindPod, tenant, id, func(q *model.Pod) (bool, error) {
+			if q.Spec.NodeName != "" || q.Spec.Desired != model.DesiredRunning {
+				return false, store.ErrSkip
+			}
+			q.Spec.Desired = model.DesiredStopped
+			return true, nil
+		})
 		return nil, errdefs.Unavailable("cannot start container %s: %s", id[:12], p.Status.Message)
 	}
 	msg := p.Status.Message

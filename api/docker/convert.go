@@ -192,9 +192,13 @@ func (c *ctr) command() string {
 // networks is the container's view of its networks: the default one.
 func (c *ctr) networks() map[string]*network.EndpointSettings {
 	ep := &network.EndpointSettings{NetworkID: defaultNetworkID, EndpointID: c.ID()}
-	if ip, err := netip.ParseAddr(c.pod.Status.IP); err == nil && c.running() {
+	// The status has the address with its prefix length (10.88.0.5/16).
+	if pfx, err := netip.ParsePrefix(c.pod.Status.IP); err == nil && c.running() {
+		ep.IPAddress = pfx.Addr()
+		ep.IPPrefixLen = pfx.Bits()
+		ep.Gateway = pfx.Masked().Addr().Next()
+	} else if ip, err := netip.ParseAddr(c.pod.Status.IP); err == nil && c.running() {
 		ep.IPAddress = ip
-		ep.IPPrefixLen = 24
 	}
 	return map[string]*network.EndpointSettings{"bridge": ep}
 }
@@ -211,7 +215,7 @@ func (c *ctr) summary(now time.Time) container.Summary {
 		ImageID: c.pod.Spec.Containers[0].Image,
 		Command: c.command(),
 		Created: c.pod.CreatedAt.Unix(),
-		Ports:   []container.PortSummary{},
+		Ports:   c.portSummary(),
 		Labels:  c.pod.Labels,
 		State:   container.ContainerState(c.state()),
 		Status:  c.statusLine(now),
@@ -261,10 +265,69 @@ func (c *ctr) inspect() *container.InspectResponse {
 		Config:       c.cfg,
 		NetworkSettings: &container.NetworkSettings{
 			SandboxID: c.pod.Status.CradleID,
-			Ports:     network.PortMap{},
+			Ports:     c.portMap(),
 			Networks:  c.networks(),
 		},
 	}
+}
+
+// hostAddrs are the addresses a published port listens on, as Docker
+// lists them: all of IPv4's and IPv6's for a port bound to every address.
+func hostAddrs(p model.Port) []netip.Addr {
+	if p.HostIP == "" {
+		return []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
+	}
+	a, err := netip.ParseAddr(p.HostIP)
+	if err != nil {
+		return nil
+	}
+	return []netip.Addr{a}
+}
+
+// boundPorts are the ports published while the container runs.
+func (c *ctr) boundPorts() []model.Port {
+	if c.pod.Status.Phase != model.PhaseRunning {
+		return nil
+	}
+	return c.pod.Status.Ports
+}
+
+// portSummary is the PORTS of docker ps: each binding, and the exposed
+// ports nothing is bound to.
+func (c *ctr) portSummary() []container.PortSummary {
+	out := []container.PortSummary{}
+	published := map[string]bool{}
+	for _, p := range c.boundPorts() {
+		published[fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol)] = true
+		for _, a := range hostAddrs(p) {
+			out = append(out, container.PortSummary{IP: a, PrivatePort: uint16(p.ContainerPort), PublicPort: uint16(p.HostPort), Type: p.Protocol})
+		}
+	}
+	for port := range c.cfg.ExposedPorts {
+		if !published[port.String()] {
+			out = append(out, container.PortSummary{PrivatePort: port.Num(), Type: string(port.Proto())})
+		}
+	}
+	return out
+}
+
+// portMap is NetworkSettings.Ports of inspect (and docker port): every
+// exposed port, with its bindings while it runs.
+func (c *ctr) portMap() network.PortMap {
+	out := network.PortMap{}
+	for port := range c.cfg.ExposedPorts {
+		out[port] = nil
+	}
+	for _, p := range c.boundPorts() {
+		port, err := network.ParsePort(fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol))
+		if err != nil {
+			continue
+		}
+		for _, a := range hostAddrs(p) {
+			out[port] = append(out[port], network.PortBinding{HostIP: a, HostPort: strconv.Itoa(p.HostPort)})
+		}
+	}
+	return out
 }
 
 // mounts are the container's mounts as Docker lists them.

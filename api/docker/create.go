@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -166,6 +167,16 @@ func (s *Server) podFor(r *http.Request, tenant string, req *container.CreateReq
 	if err := mounts(hc, &spec); err != nil {
 		return nil, nil, err
 	}
+	if spec.Ports, err = publishedPorts(hc, merged.ExposedPorts); err != nil {
+		return nil, nil, err
+	}
+	for port := range hc.PortBindings {
+		// A published port is an exposed one, as Docker records it.
+		if merged.ExposedPorts == nil {
+			merged.ExposedPorts = network.PortSet{}
+		}
+		merged.ExposedPorts[port] = struct{}{}
+	}
 
 	cfgJSON, err := json.Marshal(merged)
 	if err != nil {
@@ -185,6 +196,80 @@ func (s *Server) podFor(r *http.Request, tenant string, req *container.CreateReq
 		return nil, nil, errdefs.InvalidArgument("%v", err)
 	}
 	return pod, warnings, nil
+}
+
+// publishedPorts turns -p (PortBindings) and -P (every exposed port not
+// bound otherwise, on a port the node picks) into the pod's ports.
+func publishedPorts(hc *container.HostConfig, exposed network.PortSet) ([]model.Port, error) {
+	var out []model.Port
+	proto := func(p network.Port) (string, error) {
+		switch pr := string(p.Proto()); pr {
+		case "tcp", "udp":
+			return pr, nil
+		default:
+			return "", errdefs.InvalidArgument("cannot publish %s: only tcp and udp ports can be published", p)
+		}
+	}
+	for port, binds := range hc.PortBindings {
+		pr, err := proto(port)
+		if err != nil {
+			return nil, err
+		}
+		if len(binds) == 0 {
+			binds = []network.PortBinding{{}}
+		}
+		for _, b := range binds {
+			hp := 0
+			if h := b.HostPort; h != "" {
+				if lo, hi, ok := strings.Cut(h, "-"); ok {
+					if lo != hi {
+						return nil, errdefs.InvalidArgument("host port ranges (%s) are not supported: publish each port", h)
+					}
+					h = lo
+				}
+				n, err := strconv.Atoi(h)
+				if err != nil || n < 0 || n > 65535 {
+					return nil, errdefs.InvalidArgument("invalid port specification: %q", b.HostPort)
+				}
+				hp = n
+			}
+			ip := ""
+			if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
+				ip = b.HostIP.String()
+			}
+			out = append(out, model.Port{HostIP: ip, HostPort: hp, ContainerPort: int(port.Num()), Protocol: pr})
+		}
+	}
+	if hc.PublishAllPorts {
+		for port := range exposed {
+			if _, bound := hc.PortBindings[port]; bound {
+				continue
+			}
+			pr, err := proto(port)
+			if err != nil {
+				continue // Docker skips what it cannot publish
+			}
+			out = append(out, model.Port{ContainerPort: int(port.Num()), Protocol: pr})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.ContainerPort != b.ContainerPort {
+			return a.ContainerPort < b.ContainerPort
+		}
+		if a.Protocol != b.Protocol {
+			return a.Protocol < b.Protocol
+		}
+		return a.HostPort < b.HostPort
+	})
+	for i, p := range out {
+		for _, q := range out[:i] {
+			if p.Conflicts(q) {
+				return nil, errdefs.InvalidArgument("host port %d/%s is published twice", p.HostPort, p.Protocol)
+			}
+		}
+	}
+	return out, nil
 }
 
 // mergeConfig is Docker's merge of the image's config under the user's:
@@ -527,8 +612,6 @@ func unsupported(req *container.CreateRequest) error {
 			}
 		}
 	}
-	flag(len(hc.PortBindings) > 0, "-p/--publish (published ports arrive with network support)")
-	flag(hc.PublishAllPorts, "-P/--publish-all")
 	flag(len(hc.CapAdd) > 0, "--cap-add")
 	flag(len(hc.CapDrop) > 0, "--cap-drop")
 	flag(len(hc.SecurityOpt) > 0, "--security-opt")

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -404,8 +405,6 @@ func TestUnsupported(t *testing.T) {
 		{want: "--network mynet", hc: container.HostConfig{NetworkMode: "mynet"}},
 		{want: "--network other", nc: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"other": {}}}},
 		{want: "--network-alias", nc: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"bridge": {Aliases: []string{"db"}}}}},
-		{want: "-p/--publish", hc: container.HostConfig{PortBindings: network.PortMap{network.MustParsePort("80/tcp"): {{HostPort: "8080"}}}}},
-		{want: "-P/--publish-all", hc: container.HostConfig{PublishAllPorts: true}},
 		{want: "--cap-add", hc: container.HostConfig{CapAdd: []string{"NET_ADMIN"}}},
 		{want: "--cap-drop", hc: container.HostConfig{CapDrop: []string{"ALL"}}},
 		{want: "--security-opt", hc: container.HostConfig{SecurityOpt: []string{"seccomp=unconfined"}}},
@@ -614,4 +613,40 @@ func TestMountsTmpfs(t *testing.T) {
 
 func testPodSpec() *model.PodSpec {
 	return &model.PodSpec{Containers: []model.Container{{Name: mainContainer}}}
+}
+
+func TestPublishedPorts(t *testing.T) {
+	p80, p53u := network.MustParsePort("80/tcp"), network.MustParsePort("53/udp")
+	hc := &container.HostConfig{
+		PortBindings: network.PortMap{
+			p80:  {{HostPort: "8080"}, {HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: "9090"}},
+			p53u: {{}},
+		},
+		PublishAllPorts: true,
+	}
+	exposed := network.PortSet{p80: {}, network.MustParsePort("443/tcp"): {}}
+	got, err := publishedPorts(hc, exposed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []model.Port{
+		{ContainerPort: 53, Protocol: "udp"},
+		{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"},
+		{HostIP: "127.0.0.1", HostPort: 9090, ContainerPort: 80, Protocol: "tcp"},
+		{ContainerPort: 443, Protocol: "tcp"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("publishedPorts = %+v\nwant %+v", got, want)
+	}
+	for _, bad := range []network.PortMap{
+		{p80: {{HostPort: "x"}}},
+		{p80: {{HostPort: "70000"}}},
+		{p80: {{HostPort: "8000-8010"}}},
+		{network.MustParsePort("80/sctp"): {{HostPort: "80"}}},
+		{p80: {{HostPort: "8080"}}, network.MustParsePort("81/tcp"): {{HostPort: "8080"}}},
+	} {
+		if _, err := publishedPorts(&container.HostConfig{PortBindings: bad}, nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("publishedPorts(%v) = %v, want a 400", bad, err)
+		}
+	}
 }

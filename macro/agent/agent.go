@@ -57,6 +57,15 @@ type VMM interface {
 	Probe(ctx context.Context, id string, args []string, limit int) (int, string, error)
 }
 
+// Publisher opens a pod's published ports on the node, forwarding to the
+// pod's address, and closes them (network/proxy).
+type Publisher interface {
+	// Publish replaces what pod key had published; it returns the ports
+	// as bound, host ports chosen.
+	Publish(key, ip string, ports []model.Port) ([]model.Port, error)
+	Unpublish(key string)
+}
+
 // Builder turns a pod into a launch spec with the given VM ID: images,
 // layers, network, volumes.
 type Builder func(ctx context.Context, p *model.Pod, vmID string) (*spec.Launch, error)
@@ -91,7 +100,9 @@ type Agent struct {
 	NewID func() string
 	// OnVMStart observes how long a pod's VM took to start.
 	OnVMStart func(time.Duration)
-	Log       *slog.Logger
+	// Ports publishes pods' ports on this node; nil publishes none.
+	Ports Publisher
+	Log   *slog.Logger
 
 	mu      sync.Mutex
 	workers map[string]*worker // by pod key

@@ -250,7 +250,7 @@ func build(ctx context.Context, p *model.Pod, id string) (*spec.Launch, error) {
 	return &spec.Launch{Version: spec.Version, ID: id, Labels: map[string]string{
 		agent.LabelPodKey: p.Tenant + "/" + p.Name,
 		agent.LabelPodUID: p.UID,
-	}}, nil
+	}, Network: &spec.Network{Interfaces: []spec.Interface{{Address: "10.88.0.9/16"}}}}, nil
 }
 
 func newID() string {
@@ -968,4 +968,78 @@ func TestRestartWhileHeld(t *testing.T) {
 	vmm.exit(vm, 1)
 	vm2 := v.waitStarts(vmm, 2)[1]
 	v.waitPod("held", "restarted", runningIn(vm2))
+}
+
+// fakePorts records what the agent publishes; a host port of 0 gets 40000.
+type fakePorts struct {
+	mu    sync.Mutex
+	calls []string
+	fail  error
+}
+
+func (f *fakePorts) Publish(key, ip string, ports []model.Port) ([]model.Port, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "publish "+key+" "+ip)
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	out := append([]model.Port(nil), ports...)
+	for i := range out {
+		if out[i].HostPort == 0 {
+			out[i].HostPort = 40000
+		}
+	}
+	return out, nil
+}
+
+func (f *fakePorts) Unpublish(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "unpublish "+key)
+}
+
+func (f *fakePorts) log() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func TestPublishedPorts(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t)
+	vmm := newFakeVMM()
+	ports := &fakePorts{}
+	v.startAgent(vmm, func(a *agent.Agent) { a.Ports = ports })
+	p := newPod("web", "n1", model.RestartNo)
+	p.Spec.Ports = []model.Port{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}, {ContainerPort: 53, Protocol: "udp"}}
+	v.create(p)
+	vm := v.waitStarts(vmm, 1)[0]
+	got := v.waitPod("web", "running", runningIn(vm))
+	if len(got.Status.Ports) != 2 || got.Status.Ports[0].HostPort != 8080 || got.Status.Ports[1].HostPort != 40000 {
+		t.Errorf("status ports %+v", got.Status.Ports)
+	}
+	if c := ports.log(); len(c) == 0 || c[len(c)-1] != "publish acme/web 10.88.0.9" {
+		t.Errorf("publisher calls %v", c)
+	}
+	vmm.exit(vm, 0)
+	got = v.waitPod("web", "exited", func(p *model.Pod) bool { return p.Status.Phase == model.PhaseExited })
+	if len(got.Status.Ports) != 0 {
+		t.Errorf("an exited pod keeps ports %+v", got.Status.Ports)
+	}
+	if c := ports.log(); c[len(c)-1] != "unpublish acme/web" {
+		t.Errorf("publisher calls after exit %v", c)
+	}
+
+	// A port that cannot be bound fails the start, with the reason.
+	ports.mu.Lock()
+	ports.fail = errdefs.Conflict("Bind for 0.0.0.0:8080 failed: port is already allocated")
+	ports.mu.Unlock()
+	q := newPod("web2", "n1", model.RestartNo)
+	q.Spec.Ports = []model.Port{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}}
+	v.create(q)
+	got = v.waitPod("web2", "failed", func(p *model.Pod) bool { return p.Status.Phase == model.PhaseFailed })
+	if !strings.Contains(got.Status.Message, "port is already allocated") {
+		t.Errorf("failed pod status %+v", got.Status)
+	}
 }

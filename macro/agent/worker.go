@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,6 +156,12 @@ func (w *worker) adopt(ctx context.Context, p *model.Pod) {
 		w.startedAt = p.Status.StartedAt
 		go w.wait(ctx, vm.ID)
 		w.startHealth(ctx, p, vm.ID)
+		if p.Status.CradleID == vm.ID && len(p.Status.Ports) > 0 {
+			// The ports it had, on the same host ports.
+			if _, err := w.publish(p, strings.Split(p.Status.IP, "/")[0], p.Status.Ports); err != nil {
+				w.a.Log.Warn("publish ports of an adopted pod", "pod", w.key, "err", err)
+			}
+		}
 		return
 	}
 	// It exited while no agent watched: record that once.
@@ -189,6 +196,7 @@ func (w *worker) reconcile(ctx context.Context, p *model.Pod) bool {
 		// Deleted, or rescheduled elsewhere while this node was away: a
 		// duplicate must not run on.
 		w.endHealth()
+		w.unpublish()
 		if w.vm != "" {
 			timeout := w.grace
 			if p != nil {
@@ -276,11 +284,18 @@ func (w *worker) start(ctx context.Context, p *model.Pod, hold bool) {
 		return
 	}
 	l, err := w.a.Build(ctx, p, id)
+	var ports []model.Port
+	if err == nil {
+		// Published before the VM boots: a connection made as soon as
+		// the start returns waits in the proxy for the pod to listen.
+		ports, err = w.publish(p, podAddress(l), p.Spec.Ports)
+	}
 	if err == nil {
 		err = w.a.VMM.Start(ctx, l, hold)
 	}
 	if err != nil {
 		w.a.Log.Warn("pod failed to start", "pod", w.key, "err", err)
+		w.unpublish()
 		w.a.VMM.Remove(id)
 		failed := model.PodStatus{Phase: model.PhaseFailed, Reason: "StartError", Message: err.Error()}
 		restart := w.planRestart(p, 1)
@@ -312,6 +327,7 @@ func (w *worker) start(ctx context.Context, p *model.Pod, hold bool) {
 	w.setStatus(ctx, p, func(s *model.PodStatus) {
 		s.Phase = model.PhaseRunning
 		s.IP = ip
+		s.Ports = ports
 		s.StartedAt = time.Now().UTC()
 		s.FinishedAt = time.Time{}
 		s.ExitCode = 0
@@ -320,6 +336,28 @@ func (w *worker) start(ctx context.Context, p *model.Pod, hold bool) {
 	})
 	go w.wait(ctx, id)
 	w.startHealth(ctx, p, id)
+}
+
+// publish opens the pod's ports for ip; none without a publisher.
+func (w *worker) publish(p *model.Pod, ip string, ports []model.Port) ([]model.Port, error) {
+	if len(ports) == 0 || w.a.Ports == nil {
+		return nil, nil
+	}
+	return w.a.Ports.Publish(w.key, ip, ports)
+}
+
+func (w *worker) unpublish() {
+	if w.a.Ports != nil {
+		w.a.Ports.Unpublish(w.key)
+	}
+}
+
+// podAddress is the pod's first address, without its prefix length.
+func podAddress(l *spec.Launch) string {
+	if l.Network == nil || len(l.Network.Interfaces) == 0 {
+		return ""
+	}
+	return strings.Split(l.Network.Interfaces[0].Address, "/")[0]
 }
 
 // startHealth runs the pod's healthcheck, if it has one, against VM vm.
@@ -360,6 +398,7 @@ func (w *worker) exited(ctx context.Context, ex exit) {
 	}
 	w.running = false
 	w.endHealth()
+	w.unpublish()
 	p := w.pod()
 	if p == nil {
 		return
@@ -404,6 +443,7 @@ func (w *worker) exited(ctx context.Context, ex exit) {
 		if restart {
 			s.RestartCount++
 		}
+		s.Ports = nil
 	})
 	w.autoRemove(ctx)
 }

@@ -40,12 +40,7 @@ func (c *cache) snapshot(now time.Time) *scheduler.Snapshot {
 		if n == nil || model.Terminal(p.Status.Phase) || p.Spec.Desired != model.DesiredRunning {
 			continue
 		}
-		r := scheduler.RequestOf(p)
-		n.Allocated.CPUs += r.Resources.CPUs
-		n.Allocated.MemoryMiB += r.Resources.MemoryMiB
-		if r.Service != "" {
-			n.Services[r.Service]++
-		}
+		n.Account(scheduler.RequestOf(p))
 	}
 	sort.Slice(snap.Nodes, func(i, j int) bool { return snap.Nodes[i].Name < snap.Nodes[j].Name })
 	return snap

@@ -11,7 +11,9 @@ package model
 
 import (
 	"fmt"
+	"net"
 	"regexp"
+	"strconv"
 	"time"
 )
 
@@ -169,7 +171,9 @@ type PodSpec struct {
 	Restart    Restart     `json:"restart"`
 	Volumes    []Volume    `json:"volumes,omitempty"`
 	Networks   []string    `json:"networks,omitempty"`
-	Hostname   string      `json:"hostname,omitempty"`
+	// Ports publishes pod ports on the pod's node.
+	Ports    []Port `json:"ports,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
 	// NodeSelector constrains placement to nodes whose labels match.
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 	// NodeName is the binding: set by the scheduler (or given, for a pod
@@ -192,6 +196,35 @@ type PodSpec struct {
 	// ExitOnNext makes the next exit final, whatever the restart policy
 	// (docker kill with the stop signal); a start clears it.
 	ExitOnNext bool `json:"exitOnNext,omitempty"`
+}
+
+// Port publishes a port of the pod on its node (docker run -p).
+type Port struct {
+	// HostIP is the node address to listen on; empty is all of them.
+	HostIP string `json:"hostIP,omitempty"`
+	// HostPort 0 asks the node for a free port (docker run -P); the one
+	// it took is in PodStatus.Ports.
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"` // tcp or udp
+}
+
+// String is Docker's form: 0.0.0.0:8080->80/tcp.
+func (p Port) String() string {
+	ip := p.HostIP
+	if ip == "" {
+		ip = "0.0.0.0"
+	}
+	return fmt.Sprintf("%s->%d/%s", net.JoinHostPort(ip, strconv.Itoa(p.HostPort)), p.ContainerPort, p.Protocol)
+}
+
+// Conflicts reports whether two published ports cannot both be bound on
+// one node.
+func (p Port) Conflicts(q Port) bool {
+	if p.HostPort == 0 || q.HostPort == 0 || p.HostPort != q.HostPort || p.Protocol != q.Protocol {
+		return false
+	}
+	return p.HostIP == "" || q.HostIP == "" || p.HostIP == q.HostIP
 }
 
 // DefaultStopTimeout is the grace a stop gives a pod's containers.
@@ -314,6 +347,8 @@ type PodStatus struct {
 	// Node runs (or ran) the pod.
 	Node string `json:"node,omitempty"`
 	IP   string `json:"ip,omitempty"`
+	// Ports are the published ports as bound, host ports chosen.
+	Ports []Port `json:"ports,omitempty"`
 	// CradleID is the pod's VM on its node.
 	CradleID     string            `json:"cradleId,omitempty"`
 	ExitCode     int               `json:"exitCode,omitempty"`
@@ -398,6 +433,22 @@ func (p *Pod) Validate() error {
 	}
 	if s.Restart.MaxRetries < 0 {
 		return fmt.Errorf("pod %s: negative maximum retry count", p.Name)
+	}
+	for i, pt := range s.Ports {
+		if pt.Protocol != "tcp" && pt.Protocol != "udp" {
+			return fmt.Errorf("pod %s: port %d: protocol %q: want tcp or udp", p.Name, pt.ContainerPort, pt.Protocol)
+		}
+		if pt.ContainerPort < 1 || pt.ContainerPort > 65535 || pt.HostPort < 0 || pt.HostPort > 65535 {
+			return fmt.Errorf("pod %s: invalid port %d:%d", p.Name, pt.HostPort, pt.ContainerPort)
+		}
+		if pt.HostIP != "" && net.ParseIP(pt.HostIP) == nil {
+			return fmt.Errorf("pod %s: invalid host IP %q", p.Name, pt.HostIP)
+		}
+		for _, q := range s.Ports[:i] {
+			if pt.Conflicts(q) {
+				return fmt.Errorf("pod %s: host port %s is published twice", p.Name, pt)
+			}
+		}
 	}
 	switch s.Desired {
 	case DesiredRunning, DesiredStopped:

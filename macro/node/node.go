@@ -41,6 +41,7 @@ import (
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/pki"
 	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/network/proxy"
 )
 
 // Options configure a node.
@@ -76,8 +77,8 @@ type Options struct {
 	// DockerListen serves the Docker API over TLS on HOST:PORT when set,
 	// to clients with a tenant's certificate of the cluster CA.
 	DockerListen string
-	Log           *slog.Logger
-	LogLevel      string
+	Log          *slog.Logger
+	LogLevel     string
 	// Ready is closed once the node serves.
 	Ready chan struct{}
 }
@@ -145,6 +146,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 		defer mtr.Close()
 	}
+	ports := &proxy.Proxy{Log: o.Log}
+	defer ports.Close()
 	ag := &agent.Agent{
 		Node: o.Name, Role: mem.Role, Address: o.Listen, Labels: o.Labels, Accel: accel, LeaseTTL: o.LeaseTTL,
 		Capacity: capacity(o.CPUOvercommit),
@@ -153,6 +156,7 @@ func Run(ctx context.Context, o Options) error {
 		Build:    builder(images, rt, o.DataDir),
 		NewID:    cradle.NewID,
 		Log:      o.Log,
+		Ports:    ports,
 
 		OnVMStart: func(d time.Duration) { mtr.VMStart.Observe(d.Seconds()) },
 	}

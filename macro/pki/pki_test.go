@@ -22,7 +22,9 @@ func TestTenantOf(t *testing.T) {
 		{"tenant", func() ([]byte, error) { return ca.SignTenant("acme", &key.PublicKey, time.Hour) }, "acme"},
 		{"node", func() ([]byte, error) { return ca.SignNode("n1", &key.PublicKey, nil) }, ""},
 		{"other org", func() ([]byte, error) { return ca.SignClient("tenant:acme", []string{"x"}, &key.PublicKey, time.Hour) }, ""},
-		{"no name", func() ([]byte, error) { return ca.SignClient("tenant:", []string{TenantOrg}, &key.PublicKey, time.Hour) }, ""},
+		{"no name", func() ([]byte, error) {
+			return ca.SignClient("tenant:", []string{TenantOrg}, &key.PublicKey, time.Hour)
+		}, ""},
 		{"two orgs", func() ([]byte, error) {
 			return ca.SignClient("tenant:acme", []string{TenantOrg, "hearth:nodes"}, &key.PublicKey, time.Hour)
 		}, ""},

@@ -26,6 +26,8 @@ type NodeInfo struct {
 	// Services counts the node's pods per service key (tenant/name), for
 	// spreading.
 	Services map[string]int
+	// Ports are the host ports its pods publish.
+	Ports []model.Port
 }
 
 // Snapshot is the cluster at one revision.
@@ -41,6 +43,8 @@ type Request struct {
 	Node string
 	// Service is tenant/name of the pod's service, empty for none.
 	Service string
+	// Ports are the host ports the pod publishes.
+	Ports []model.Port
 }
 
 // RequestOf is a pod's request.
@@ -49,7 +53,7 @@ func RequestOf(p *model.Pod) Request {
 	if s := p.Labels[ServiceLabel]; s != "" {
 		svc = p.Tenant + "/" + s
 	}
-	return Request{Resources: p.Spec.Resources, NodeSelector: p.Spec.NodeSelector, Service: svc}
+	return Request{Resources: p.Spec.Resources, NodeSelector: p.Spec.NodeSelector, Service: svc, Ports: p.Spec.Ports}
 }
 
 // ServiceLabel marks the pods of a service.
@@ -121,6 +125,13 @@ func misfit(n *NodeInfo, r Request) string {
 	if n.Allocated.MemoryMiB+r.Resources.MemoryMiB > n.Capacity.MemoryMiB {
 		return "insufficient memory"
 	}
+	for _, p := range r.Ports {
+		for _, q := range n.Ports {
+			if p.Conflicts(q) {
+				return "node has no free ports for the requested pod ports"
+			}
+		}
+	}
 	return ""
 }
 
@@ -142,19 +153,25 @@ func (u *Unschedulable) Error() string {
 	return fmt.Sprintf("0/%d nodes are available: %s", u.Nodes, strings.Join(parts, ", "))
 }
 
+// Account adds a pod bound to the node.
+func (n *NodeInfo) Account(r Request) {
+	n.Allocated.CPUs += r.Resources.CPUs
+	n.Allocated.MemoryMiB += r.Resources.MemoryMiB
+	if r.Service != "" {
+		if n.Services == nil {
+			n.Services = map[string]int{}
+		}
+		n.Services[r.Service]++
+	}
+	n.Ports = append(n.Ports, r.Ports...)
+}
+
 // Add accounts a pod bound to a node in the snapshot, so that decisions
 // made one after another from one snapshot see each other.
 func (s *Snapshot) Add(node string, r Request) {
 	for _, n := range s.Nodes {
 		if n.Name == node {
-			n.Allocated.CPUs += r.Resources.CPUs
-			n.Allocated.MemoryMiB += r.Resources.MemoryMiB
-			if r.Service != "" {
-				if n.Services == nil {
-					n.Services = map[string]int{}
-				}
-				n.Services[r.Service]++
-			}
+			n.Account(r)
 			return
 		}
 	}

@@ -361,3 +361,29 @@ func BenchmarkSchedule(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)*pods/b.Elapsed().Seconds(), "pods/s")
 }
+
+func TestHostPorts(t *testing.T) {
+	t.Parallel()
+	web := func(ip string, port int, proto string) Request {
+		r := req(1, 64)
+		r.Ports = []model.Port{{HostIP: ip, HostPort: port, ContainerPort: 80, Protocol: proto}}
+		return r
+	}
+	snap := &Snapshot{Nodes: []*NodeInfo{node("a", 8, 8192), node("b", 8, 8192)}}
+	first := mustSchedule(t, snap, web("", 8080, "tcp"))
+	snap.Add(first, web("", 8080, "tcp"))
+	// The same port goes to the other node, however idle the first is.
+	second := mustSchedule(t, snap, web("127.0.0.1", 8080, "tcp"))
+	if second == first {
+		t.Fatalf("two pods publishing 8080 on %s", first)
+	}
+	snap.Add(second, web("127.0.0.1", 8080, "tcp"))
+	mustFail(t, snap, web("", 8080, "tcp"), "0/2 nodes are available: 2 node has no free ports for the requested pod ports")
+	// Another protocol, another address on the node that bound one, or a
+	// port the node picks (0) all fit.
+	mustSchedule(t, snap, web("", 8080, "udp"))
+	if got := mustSchedule(t, snap, web("10.0.0.1", 8080, "tcp")); got != second {
+		t.Errorf("10.0.0.1:8080 went to %s, which binds all addresses", got)
+	}
+	mustSchedule(t, snap, web("", 0, "tcp"))
+}

@@ -36,7 +36,7 @@ var (
 	dataDir string
 	runDir  string
 	img     struct {
-		busybox, config, noexec, arm64, layered, layeredBase, hog, oci, corrupt, garbage string
+		busybox, config, noexec, arm64, layered, layeredBase, hog, echo, oci, corrupt, garbage string
 	}
 )
 
@@ -179,6 +179,13 @@ func buildImages(dir string) error {
 		return err
 	}
 	if img.hog, err = save("hog", im); err != nil {
+		return err
+	}
+
+	if im, err = testimage.Echo(); err != nil {
+		return err
+	}
+	if img.echo, err = save("echo", im); err != nil {
 		return err
 	}
 

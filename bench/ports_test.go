@@ -1,0 +1,170 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hearth-cloud/hearth/internal/testimage"
+)
+
+// requestOnce opens a connection to addr, sends a line and reads the echo:
+// one request of a short-lived client, as most published services see.
+func requestOnce(addr string) (time.Duration, error) {
+	began := time.Now()
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, "ping\n"); err != nil {
+		return 0, err
+	}
+	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+		return 0, err
+	}
+	return time.Since(began), nil
+}
+
+// throughput streams size bytes through addr's echo and reads them back.
+func throughput(addr string, size int64) (float64, error) {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	br := bufio.NewReader(c)
+	began := time.Now()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := io.CopyN(c, zeros{}, size)
+		errc <- err
+	}()
+	// The echo prefixes its hostname and a space.
+	if _, err := br.ReadString(' '); err != nil {
+		return 0, err
+	}
+	if _, err := io.CopyN(io.Discard, br, size); err != nil {
+		return 0, err
+	}
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	return float64(size) / time.Since(began).Seconds() / (1 << 20), nil
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// loopbackEcho serves the same echo on the host, the baseline.
+func loopbackEcho(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.WriteString(c, "host "); io.Copy(c, c) }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestBenchPorts measures a published port against the pod's own address
+// and against host loopback: request latency and echo throughput.
+func TestBenchPorts(t *testing.T) {
+	e := setup(t)
+	n := dockerNode(t, e, "pt1", 9)
+	echo, err := testimage.Echo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tar := filepath.Join(e.dir, "echo.tar")
+	if err := testimage.WriteDockerArchive(tar, "hearth.bench/echo:latest", echo); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := dockerCmd(e, n, "load", "-i", tar).CombinedOutput(); err != nil {
+		t.Fatalf("docker load: %v\n%s", err, out)
+	}
+	out, err := dockerCmd(e, n, "run", "-d", "--name", "echo", "-p", "127.0.0.1::7", "hearth.bench/echo:latest").CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker run: %v\n%s", err, out)
+	}
+	defer dockerCmd(e, n, "rm", "-f", "echo").Run()
+	out, err = dockerCmd(e, n, "port", "echo", "7/tcp").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := strings.TrimSpace(string(out))
+	out, err = dockerCmd(e, n, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "echo").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := strings.TrimSpace(string(out)) + ":7"
+	loop := loopbackEcho(t)
+	// Warm: the first requests wait for the guest to listen.
+	for _, a := range []string{published, direct} {
+		if _, err := requestOnce(a); err != nil {
+			t.Fatalf("warm %s: %v", a, err)
+		}
+	}
+
+	const requests = 300
+	lat := map[string][]time.Duration{}
+	for i := 0; i < requests; i++ {
+		for _, a := range []string{published, direct, loop} {
+			d, err := requestOnce(a)
+			if err != nil {
+				t.Fatalf("request to %s: %v", a, err)
+			}
+			lat[a] = append(lat[a], d)
+		}
+	}
+	const size = 64 << 20
+	tp := map[string]float64{}
+	for _, a := range []string{published, direct, loop} {
+		var best float64
+		for i := 0; i < 3; i++ {
+			mb, err := throughput(a, size)
+			if err != nil {
+				t.Fatalf("throughput of %s: %v", a, err)
+			}
+			best = max(best, mb)
+		}
+		tp[a] = best
+	}
+
+	w := os.Stdout
+	fmt.Fprintf(w, "\nPublished port (TCP echo in a pod, accelerator %s): %d requests, a new connection each\n\n", e.accel, requests)
+	fmt.Fprintf(w, "| %-40s | %9s | %9s | %12s |\n", "path", "p50 (ms)", "p90 (ms)", "echo MiB/s")
+	fmt.Fprintf(w, "|%s|%s|%s|%s|\n", strings.Repeat("-", 42), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 14))
+	for _, row := range []struct{ name, addr string }{
+		{"published port (proxy) " + published, published},
+		{"pod address directly " + direct, direct},
+		{"host loopback " + loop, loop},
+	} {
+		fmt.Fprintf(w, "| %-40s | %9.2f | %9.2f | %12.0f |\n", row.name, ms(pct(lat[row.addr], 0.5)), ms(pct(lat[row.addr], 0.9)), tp[row.addr])
+	}
+	fmt.Fprintf(w, "\nproxy/direct latency: p50 %.2fx, p90 %.2fx (target at most 1.10x)\n", ratio(lat[published], lat[direct], 0.5), ratio(lat[published], lat[direct], 0.9))
+	fmt.Fprintf(w, "throughput: proxy %.2fx of direct, %.2fx of loopback; direct %.2fx of loopback\n",
+		tp[published]/tp[direct], tp[published]/tp[loop], tp[direct]/tp[loop])
+}

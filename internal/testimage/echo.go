@@ -1,0 +1,73 @@
+package testimage
+
+import v1 "github.com/google/go-containerregistry/pkg/v1"
+
+// echoSrc echoes TCP and UDP on port 7 (EXPOSE 7/tcp 7/udp), prefixing
+// what it sends back with the pod's hostname.
+const echoSrc = `package main
+
+import (
+	"io"
+	"net"
+	"os"
+)
+
+func main() {
+	host, _ := os.Hostname()
+	ln, err := net.Listen("tcp", ":7")
+	if err != nil {
+		panic(err)
+	}
+	pc, err := net.ListenPacket("udp", ":7")
+	if err != nil {
+		panic(err)
+	}
+	go func() {
+		b := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(append([]byte(host+" "), b[:n]...), from)
+		}
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			io.WriteString(c, host+" ")
+			io.Copy(c, c)
+		}()
+	}
+}
+`
+
+// Echo is busybox with /echo as its command: a static Go server that
+// echoes TCP and UDP on port 7 (EXPOSE 7/tcp 7/udp), for published ports
+// and networks.
+func Echo() (v1.Image, error) {
+	bin, err := GoBinary(echoSrc)
+	if err != nil {
+		return nil, err
+	}
+	el, err := Layer([]File{{Path: "/echo", Mode: 0o755, Data: bin}})
+	if err != nil {
+		return nil, err
+	}
+	files, err := BusyboxFiles()
+	if err != nil {
+		return nil, err
+	}
+	base, err := Layer(files)
+	if err != nil {
+		return nil, err
+	}
+	cfg := BusyboxConfig
+	cfg.Cmd = []string{"/echo"}
+	cfg.ExposedPorts = map[string]struct{}{"7/tcp": {}, "7/udp": {}}
+	return Image(cfg, base, el)
+}
