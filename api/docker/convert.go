@@ -200,11 +200,15 @@ func (c *ctr) networks() map[string]*network.EndpointSettings {
 	} else if ip, err := netip.ParseAddr(c.pod.Status.IP); err == nil && c.running() {
 		ep.IPAddress = ip
 	}
-	return map[string]*network.EndpointSettings{"bridge": ep}
+	return map[string]*network.EndpointSettings{defaultNetworkName: ep}
 }
 
-// defaultNetworkID names the default network until networks arrive.
-const defaultNetworkID = "bridge"
+// The default network, Docker's "bridge": every container is on it until
+// user-defined networks arrive. Its ID is fixed, 64 hex digits as Docker's.
+const (
+	defaultNetworkName = "bridge"
+	defaultNetworkID   = "8dc0b6b8e9e1f4a64b1a0d31e7a5b6f2f0e0c5c1d3a2b4e6f8091a2b3c4d5e6f"
+)
 
 // summary is a line of `docker ps`.
 func (c *ctr) summary(now time.Time) container.Summary {

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -55,7 +56,12 @@ type Server struct {
 	MemTotal int64
 	// DataDir is the node's data directory, Docker's root dir in /info.
 	DataDir string
-	Log     *slog.Logger
+	// Bridge is the node's default network, Docker's "bridge".
+	Bridge struct {
+		Subnet  netip.Prefix
+		Gateway netip.Addr
+	}
+	Log *slog.Logger
 	// Tenant names the tenant a request acts for.
 	Tenant func(r *http.Request) (string, error)
 
@@ -96,6 +102,7 @@ func (s *Server) Handler() http.Handler {
 	s.vmRoutes(handle)
 	s.streamRoutes(handle)
 	s.imageRoutes(handle)
+	s.networkRoutes(handle)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.NotFound("page not found"))
 	})

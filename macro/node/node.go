@@ -189,6 +189,11 @@ func Run(ctx context.Context, o Options) error {
 	dapi := &docker.Server{Store: st, Images: images, Pods: pods, Node: o.Name, Log: o.Log,
 		NCPU: runtime.NumCPU(), MemTotal: int64(size.MemoryMiB) << 20, DataDir: o.DataDir}
 	dapi.Tenant = dockerTenant
+	bridge := rt.Bridge
+	if bridge.Name == "" {
+		bridge = host.DefaultBridge
+	}
+	dapi.Bridge.Subnet, dapi.Bridge.Gateway = bridge.Subnet, bridge.Gateway
 	if err := dapi.Serve(filepath.Join(o.RunDir, "docker.sock")); err != nil {
 		return err
 	}

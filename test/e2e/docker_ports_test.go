@@ -120,6 +120,18 @@ func TestDockerPorts(t *testing.T) {
 		t.Errorf("TCP through a -P port: %q", got)
 	}
 
+	// The default network lists and holds the running containers; it is
+	// not removed, and user-defined networks are refused for now.
+	if out := d.ok(t, "network", "ls", "--format", "{{.Name}} {{.Driver}}"); out != "bridge bridge\n" {
+		t.Errorf("docker network ls: %q", out)
+	}
+	if out := d.ok(t, "network", "inspect", "bridge", "--format", "{{range .Containers}}{{.Name}} {{end}}"); !strings.Contains(out, "pe ") || !strings.Contains(out, "pp ") {
+		t.Errorf("network inspect bridge: containers %q", out)
+	}
+	d.fails(t, 1, "pre-defined network and cannot be removed", "network", "rm", "bridge")
+	d.fails(t, 1, "network nosuch not found", "network", "inspect", "nosuch")
+	d.fails(t, 1, "not supported yet", "network", "create", "backend")
+
 	// hearth restarts: the pod runs on and its port comes back.
 	d.n.stop()
 	d.n.start()

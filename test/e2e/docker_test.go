@@ -1030,10 +1030,10 @@ func (d *dockerEnv) testBadInput(t *testing.T) {
 		t.Errorf("kill with a bad signal: %d %s", code, body)
 	}
 	d.fails(t, 1, "invalid signal", "kill", "-s", "NOPE", "dup")
-	// Published ports are refused until networks arrive.
-	r := d.fails(t, 125, "", "run", "--rm", "-p", "80:80", dockerImg, "true")
-	if !strings.Contains(r.stderr, "publish") && !strings.Contains(r.stderr, "-p") {
-		t.Errorf("run -p: the message does not name the option: %q", r.stderr)
+	// User-defined networks are refused until they arrive, by name.
+	r := d.fails(t, 125, "", "run", "--rm", "--network", "backend", dockerImg, "true")
+	if !strings.Contains(r.stderr, "--network backend") {
+		t.Errorf("run --network: the message does not name the option: %q", r.stderr)
 	}
 	if out := d.ok(t, "ps", "-a", "-q", "--filter", "ancestor="+dockerImg, "--filter", "status=created"); len(strings.Fields(out)) != 2 {
 		t.Errorf("refused runs left containers: %q", out)
@@ -1080,6 +1080,15 @@ func (d *dockerEnv) testLeaks(t *testing.T) {
 	t.Logf("20 sequential docker run --rm: %s", time.Since(t0).Round(time.Millisecond))
 	d.assertNothingLeft(t, "20 docker run --rm")
 
+	goroutines := func() int {
+		n, err := strconv.Atoi(strings.TrimSpace(d.ok(t, "info", "--format", "{{.NGoroutines}}")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	base := goroutines()
+
 	// An attached client killed mid-stream, then rm -f.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -1098,12 +1107,36 @@ func (d *dockerEnv) testLeaks(t *testing.T) {
 	if q := qemuUnder(d.n.Run); len(q) != 1 {
 		t.Errorf("QEMU processes of the attached container: %v, want one", q)
 	}
+	// And an exec client killed mid-stream.
+	ecmd := d.cmd(ctx, "exec", "-i", "leaky", "cat")
+	estdin, err := ecmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eout syncBuffer
+	ecmd.Stdout, ecmd.Stderr = &eout, &eout
+	if err := ecmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(estdin, "exec-ping")
+	eventually(t, time.Minute, "cat to echo through the exec", func() bool { return strings.Contains(eout.String(), "exec-ping") })
+	ecmd.Process.Signal(syscall.SIGKILL)
+	ecmd.Wait()
+	estdin.Close()
+
 	fmt.Fprintln(stdin, "pong")
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	stdin.Close()
 	d.ok(t, "rm", "-f", "leaky")
 	d.assertNothingLeft(t, "a killed attach and rm -f")
+	// The server's goroutines of those streams end with them.
+	var now int
+	eventually(t, time.Minute, "the streams' goroutines to end", func() bool {
+		now = goroutines()
+		return now <= base+5
+	})
+	t.Logf("goroutines: %d before the dropped clients, %d after", base, now)
 }
 
 // versionLess compares API versions: "1.24" < "1.50".
