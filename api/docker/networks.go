@@ -2,87 +2,332 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
 
 	"github.com/hearth-cloud/hearth/internal/errdefs"
+	"github.com/hearth-cloud/hearth/macro/model"
+	"github.com/hearth-cloud/hearth/macro/store"
 )
 
-// Networks. Until user-defined networks arrive, there is Docker's default
-// network, "bridge", which every container is on: it can be listed and
-// inspected, and the calls that would make or change networks are refused.
+// Networks: Docker's default network, "bridge", which every container is
+// on, and the tenant's user-defined networks, macro Network objects whose
+// subnets network/ipam allocates cluster-wide. Containers cannot join
+// user-defined networks yet: their data path comes next.
 func (s *Server) networkRoutes(handle handleFunc) {
 	handle("GET /networks", s.listNetworks)
-	handle("GET /networks/{id}", func(w http.ResponseWriter, r *http.Request, tenant string) {
-		if !s.isDefaultNetwork(r.PathValue("id")) {
-			writeError(w, errdefs.NotFound("network %s not found", r.PathValue("id")))
-			return
-		}
-		n, err := s.defaultNetwork(r.Context(), tenant, true)
-		if err != nil {
+	handle("GET /networks/{id}", s.inspectNetwork)
+	handle("POST /networks/create", s.createNetwork)
+	handle("DELETE /networks/{id}", s.removeNetwork)
+	handle("POST /networks/prune", s.pruneNetworks)
+	notYet := func(w http.ResponseWriter, r *http.Request, tenant string) {
+		if _, err := s.resolveNetwork(r.Context(), tenant, r.PathValue("id")); err != nil {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, n)
-	})
-	notYet := func(w http.ResponseWriter, r *http.Request, tenant string) {
-		writeError(w, errdefs.InvalidArgument("user-defined networks are not supported yet: containers use the default network, bridge"))
+		writeError(w, errdefs.InvalidArgument("containers cannot join or leave networks yet: every container is on the default network, bridge"))
 	}
-	handle("POST /networks/create", notYet)
 	handle("POST /networks/{id}/connect", notYet)
 	handle("POST /networks/{id}/disconnect", notYet)
-	handle("DELETE /networks/{id}", func(w http.ResponseWriter, r *http.Request, tenant string) {
-		if s.isDefaultNetwork(r.PathValue("id")) {
-			writeError(w, errdefs.PermissionDenied("%s is a pre-defined network and cannot be removed", defaultNetworkName))
-			return
-		}
-		writeError(w, errdefs.NotFound("network %s not found", r.PathValue("id")))
-	})
-	handle("POST /networks/prune", func(w http.ResponseWriter, r *http.Request, tenant string) {
-		if _, err := parseFilters(r, "until", "label", "label!"); err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: []string{}})
-	})
 }
 
+// predefined are the names Docker reserves for its own networks.
+var predefined = map[string]bool{defaultNetworkName: true, "host": true, "none": true}
+
 // isDefaultNetwork matches the default network by name, ID or ID prefix.
-func (s *Server) isDefaultNetwork(ref string) bool {
+func isDefaultNetwork(ref string) bool {
 	return ref == defaultNetworkName || (ref != "" && strings.HasPrefix(defaultNetworkID, ref))
 }
 
-// listNetworks is GET /networks (docker network ls).
-func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request, tenant string) {
-	f, err := parseFilters(r, "name", "id", "driver", "type", "scope", "label", "dangling")
+// resolveNetwork finds a tenant's network by name, full ID or unique ID
+// prefix; nil is the default network.
+func (s *Server) resolveNetwork(ctx context.Context, tenant, ref string) (*model.Network, error) {
+	notFound := errdefs.NotFound("network %s not found", ref)
+	if ref == "" {
+		return nil, notFound
+	}
+	if isDefaultNetwork(ref) {
+		return nil, nil
+	}
+	if n, err := store.GetByAlias[model.Network](ctx, s.Store, model.KindNetwork, tenant, ref); err == nil {
+		return n, nil
+	} else if !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	nets, _, err := store.List[model.Network](ctx, s.Store, model.KindNetwork, tenant)
+	if err != nil {
+		return nil, err
+	}
+	var found []*model.Network
+	for _, n := range nets {
+		switch {
+		case n.Name == ref:
+			return n, nil
+		case strings.HasPrefix(n.Name, ref):
+			found = append(found, n)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, notFound
+	case 1:
+		return found[0], nil
+	}
+	return nil, errdefs.InvalidArgument("network %s is ambiguous (%d matches found based on ID prefix)", ref, len(found))
+}
+
+// createNetwork is POST /networks/create.
+func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request, tenant string) {
+	// The addresses are read as text, so that a bad one gets Docker's
+	// message rather than a JSON error.
+	var req struct {
+		network.CreateRequest
+		IPAM *struct {
+			Driver string
+			Config []struct {
+				Subnet, IPRange, Gateway string
+				AuxAddress               map[string]string `json:"AuxiliaryAddresses"`
+			}
+		}
+	}
+	if err := readJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	var spec model.NetworkSpec
+	if ipam := req.IPAM; ipam != nil {
+		if ipam.Driver != "" && ipam.Driver != "default" {
+			writeError(w, errdefs.InvalidArgument("IPAM driver %q is not supported", ipam.Driver))
+			return
+		}
+		switch {
+		case len(ipam.Config) > 1:
+			writeError(w, errdefs.InvalidArgument("a network has one IPv4 subnet here: %d given", len(ipam.Config)))
+			return
+		case len(ipam.Config) == 1 && len(ipam.Config[0].AuxAddress) > 0:
+			writeError(w, errdefs.InvalidArgument("auxiliary addresses are not supported"))
+			return
+		case len(ipam.Config) == 1:
+			c := ipam.Config[0]
+			spec.Subnet, spec.Gateway, spec.IPRange = c.Subnet, c.Gateway, c.IPRange
+		}
+	}
+	n, err := s.networkFor(tenant, &req.CreateRequest, spec)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	match := func(key string, fn func(string) bool) bool {
-		return len(f[key]) == 0 || anyOf(f[key], fn)
+	if s.Networks == nil {
+		writeError(w, errdefs.Unavailable("networks are not served here"))
+		return
 	}
-	ok := match("name", func(v string) bool { return strings.Contains(defaultNetworkName, v) }) &&
-		match("id", func(v string) bool { return strings.HasPrefix(defaultNetworkID, v) }) &&
-		match("driver", func(v string) bool { return v == "bridge" }) &&
-		match("type", func(v string) bool { return v == "builtin" }) &&
-		match("scope", func(v string) bool { return v == "local" }) &&
-		match("dangling", func(v string) bool { return v == "false" || v == "0" }) &&
-		f.matchLabels(nil)
-	out := []network.Summary{}
-	if ok {
-		n, err := s.defaultNetwork(r.Context(), tenant, false)
+	if err := s.Networks.Create(r.Context(), n); err != nil {
+		var inUse *store.AliasInUseError
+		if errors.As(err, &inUse) {
+			err = errdefs.Conflict("network with name %s already exists", req.Name)
+		}
+		writeError(w, err)
+		return
+	}
+	s.emit(tenant, events.NetworkEventType, events.ActionCreate, n.Name, map[string]string{"name": n.Alias, "type": "bridge"})
+	writeJSON(w, http.StatusCreated, network.CreateResponse{ID: n.Name})
+}
+
+// networkFor checks a create request and makes its Network object.
+func (s *Server) networkFor(tenant string, req *network.CreateRequest, spec model.NetworkSpec) (*model.Network, error) {
+	switch {
+	case req.Name == "":
+		return nil, errdefs.InvalidArgument("network name is required")
+	case predefined[req.Name]:
+		return nil, errdefs.Conflict("network with name %s already exists", req.Name)
+	case !store.ValidAlias(req.Name) || strings.ContainsAny(req.Name, " \t"):
+		return nil, errdefs.InvalidArgument("invalid network name %q", req.Name)
+	case req.Driver != "" && req.Driver != "bridge":
+		return nil, errdefs.InvalidArgument("network driver %q is not supported: Hearth's networks are bridge networks", req.Driver)
+	case req.EnableIPv6 != nil && *req.EnableIPv6:
+		return nil, errdefs.InvalidArgument("IPv6 networks are not supported")
+	case req.EnableIPv4 != nil && !*req.EnableIPv4:
+		return nil, errdefs.InvalidArgument("a network without IPv4 is not supported")
+	case req.Ingress || req.ConfigOnly || req.ConfigFrom != nil || (req.Scope != "" && req.Scope != "local"):
+		return nil, errdefs.InvalidArgument("swarm-scoped, ingress and config-only networks are not supported")
+	}
+	spec.Internal, spec.Driver = req.Internal, "bridge"
+	return &model.Network{
+		Meta: model.Meta{Kind: model.KindNetwork, Tenant: tenant, Name: newID(), Alias: req.Name, Labels: req.Labels},
+		Spec: spec,
+	}, nil
+}
+
+// inspectNetwork is GET /networks/{id}.
+func (s *Server) inspectNetwork(w http.ResponseWriter, r *http.Request, tenant string) {
+	n, err := s.resolveNetwork(r.Context(), tenant, r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if n == nil {
+		out, err := s.defaultNetwork(r.Context(), tenant, true)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		out = append(out, network.Summary{Network: n.Network})
+		writeJSON(w, http.StatusOK, out)
+		return
 	}
+	writeJSON(w, http.StatusOK, networkView(n))
+}
+
+// networkView is a user-defined network as Docker shows it.
+func networkView(n *model.Network) *network.Inspect {
+	out := &network.Inspect{
+		Network: network.Network{
+			Name: n.Alias, ID: n.Name, Created: n.CreatedAt.UTC(), Scope: "local", Driver: "bridge",
+			EnableIPv4: true, Internal: n.Spec.Internal,
+			IPAM:    network.IPAM{Driver: "default", Options: map[string]string{}},
+			Options: map[string]string{}, Labels: n.Labels,
+		},
+		Containers: map[string]network.EndpointResource{},
+	}
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	var c network.IPAMConfig
+	c.Subnet, _ = netip.ParsePrefix(n.Spec.Subnet)
+	c.Gateway, _ = netip.ParseAddr(n.Spec.Gateway)
+	c.IPRange, _ = netip.ParsePrefix(n.Spec.IPRange)
+	out.IPAM.Config = []network.IPAMConfig{c}
+	return out
+}
+
+// listNetworks is GET /networks (docker network ls).
+func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request, tenant string) {
+	f, err := parseFilters(r, "name", "id", "driver", "type", "scope", "label", "label!", "dangling")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	nets, _, err := store.List[model.Network](r.Context(), s.Store, model.KindNetwork, tenant)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	def, err := s.defaultNetwork(r.Context(), tenant, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	all := []*network.Inspect{def}
+	for _, n := range nets {
+		all = append(all, networkView(n))
+	}
+	match := func(key string, fn func(string) bool) bool {
+		return len(f[key]) == 0 || anyOf(f[key], fn)
+	}
+	out := []network.Summary{}
+	for _, n := range all {
+		builtin := n.ID == defaultNetworkID
+		ok := match("name", func(v string) bool { return strings.Contains(n.Name, v) }) &&
+			match("id", func(v string) bool { return strings.HasPrefix(n.ID, v) }) &&
+			match("driver", func(v string) bool { return v == n.Driver }) &&
+			match("type", func(v string) bool { return (v == "builtin") == builtin }) &&
+			match("scope", func(v string) bool { return v == n.Scope }) &&
+			// No container joins a user-defined network yet: all dangle.
+			match("dangling", func(v string) bool { return (v == "true" || v == "1") != builtin }) &&
+			f.matchLabels(n.Labels)
+		if ok {
+			out = append(out, network.Summary{Network: n.Network})
+		}
+	}
+	// The default network first, then by name.
+	sort.SliceStable(out, func(i, j int) bool {
+		if bi, bj := out[i].ID == defaultNetworkID, out[j].ID == defaultNetworkID; bi != bj {
+			return bi
+		}
+		return out[i].Name < out[j].Name
+	})
 	writeJSON(w, http.StatusOK, out)
+}
+
+// removeNetwork is DELETE /networks/{id}.
+func (s *Server) removeNetwork(w http.ResponseWriter, r *http.Request, tenant string) {
+	n, err := s.resolveNetwork(r.Context(), tenant, r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if n == nil {
+		writeError(w, errdefs.PermissionDenied("%s is a pre-defined network and cannot be removed", defaultNetworkName))
+		return
+	}
+	if err := s.deleteNetwork(r.Context(), n); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// deleteNetwork removes a network no pod uses.
+func (s *Server) deleteNetwork(ctx context.Context, n *model.Network) error {
+	pods, _, err := store.List[model.Pod](ctx, s.Store, model.KindPod, n.Tenant)
+	if err != nil {
+		return err
+	}
+	for _, p := range pods {
+		for _, pn := range p.Spec.Networks {
+			if pn == n.Name {
+				return errdefs.Conflict("error while removing network: network %s id %s has active endpoints", n.Alias, n.Name)
+			}
+		}
+	}
+	if err := s.Store.Delete(ctx, model.KindNetwork, n.Tenant, n.Name, n.Revision); err != nil {
+		if errdefs.IsNotFound(err) {
+			return errdefs.NotFound("network %s not found", n.Alias)
+		}
+		return err
+	}
+	s.emit(n.Tenant, events.NetworkEventType, events.ActionDestroy, n.Name, map[string]string{"name": n.Alias, "type": "bridge"})
+	return nil
+}
+
+// pruneNetworks is POST /networks/prune: every user-defined network no
+// container uses.
+func (s *Server) pruneNetworks(w http.ResponseWriter, r *http.Request, tenant string) {
+	f, err := parseFilters(r, "until", "label", "label!")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	until, err := f.until(time.Now())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	nets, _, err := store.List[model.Network](r.Context(), s.Store, model.KindNetwork, tenant)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	report := network.PruneReport{NetworksDeleted: []string{}}
+	for _, n := range nets {
+		if (!until.IsZero() && !n.CreatedAt.Before(until)) || !f.matchLabels(n.Labels) {
+			continue
+		}
+		if err := s.deleteNetwork(r.Context(), n); err == nil {
+			report.NetworksDeleted = append(report.NetworksDeleted, n.Alias)
+		} else if !errdefs.IsConflict(err) {
+			writeError(w, err)
+			return
+		}
+	}
+	s.emit(tenant, events.NetworkEventType, events.ActionPrune, "", map[string]string{"reclaimed": "0"})
+	writeJSON(w, http.StatusOK, report)
 }
 
 // defaultNetwork describes the bridge, with the tenant's running

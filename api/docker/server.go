@@ -29,6 +29,7 @@ import (
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/datapath"
 	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/network/ipam"
 )
 
 // API versions served. The docker CLI 28.x speaks 1.50 and negotiates
@@ -56,6 +57,8 @@ type Server struct {
 	MemTotal int64
 	// DataDir is the node's data directory, Docker's root dir in /info.
 	DataDir string
+	// Networks creates user-defined networks with their subnets.
+	Networks *ipam.Allocator
 	// Bridge is the node's default network, Docker's "bridge".
 	Bridge struct {
 		Subnet  netip.Prefix

@@ -491,9 +491,13 @@ type Network struct {
 
 // NetworkSpec is a network's addressing.
 type NetworkSpec struct {
-	Subnet   string `json:"subnet,omitempty"`
-	Gateway  string `json:"gateway,omitempty"`
+	Subnet  string `json:"subnet,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	// IPRange is the part of the subnet pods' addresses come from.
+	IPRange string `json:"ipRange,omitempty"`
+	// Internal networks have no way out of the cluster.
 	Internal bool   `json:"internal,omitempty"`
+	Driver   string `json:"driver,omitempty"`
 }
 
 // VolumeObject is a named volume.

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -41,6 +42,7 @@ import (
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/pki"
 	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/network/ipam"
 	"github.com/hearth-cloud/hearth/network/proxy"
 )
 
@@ -194,6 +196,8 @@ func Run(ctx context.Context, o Options) error {
 		bridge = host.DefaultBridge
 	}
 	dapi.Bridge.Subnet, dapi.Bridge.Gateway = bridge.Subnet, bridge.Gateway
+	// User networks keep off the nodes' default bridge.
+	dapi.Networks = &ipam.Allocator{Store: st, Reserved: []netip.Prefix{bridge.Subnet}}
 	if err := dapi.Serve(filepath.Join(o.RunDir, "docker.sock")); err != nil {
 		return err
 	}

@@ -78,6 +78,24 @@ func TestDockerTLS(t *testing.T) {
 	if r := d.docker(t, "rm", "web"); r.code == 0 || !strings.Contains(r.stderr, "No such container: web") {
 		t.Errorf("the admin removed the tenant's container by name: %s", r)
 	}
+	// Networks are the tenant's own: the same name and subnet as the
+	// admin's, and neither sees the other's.
+	d.ok(t, "network", "create", "--subnet", "10.80.0.0/24", "app")
+	if r := d.dockerWith(t, acme, "network", "create", "--subnet", "10.80.0.0/24", "app"); r.code != 0 {
+		t.Errorf("the tenant's network of the admin's name and subnet: %s", r)
+	}
+	adminID := strings.TrimSpace(d.ok(t, "network", "inspect", "app", "--format", "{{.Id}}"))
+	if r := d.dockerWith(t, acme, "network", "inspect", adminID); r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Errorf("the tenant inspected the admin's network by ID: %s", r)
+	}
+	if r := d.dockerWith(t, acme, "network", "rm", "app"); r.code != 0 {
+		t.Errorf("the tenant's network rm: %s", r)
+	}
+	if out := d.ok(t, "network", "inspect", "app", "--format", "{{.Id}}"); strings.TrimSpace(out) != adminID {
+		t.Errorf("the admin's network after the tenant removed its own: %q", out)
+	}
+	d.ok(t, "network", "rm", "app")
+
 	// A tenant's certificate is enough to act, and nothing else is.
 	node := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignNode("intruder", pub, nil) })
 	if r := d.dockerWith(t, tlsEnv(node), "ps"); r.code == 0 || !strings.Contains(r.stderr, "not a tenant's") {
