@@ -121,7 +121,7 @@ func TestDockerPorts(t *testing.T) {
 	}
 
 	// The default network lists and holds the running containers; it is
-	// not removed, and user-defined networks are refused for now.
+	// not removed.
 	if out := d.ok(t, "network", "ls", "--format", "{{.Name}} {{.Driver}}"); out != "bridge bridge\n" {
 		t.Errorf("docker network ls: %q", out)
 	}
@@ -130,7 +130,6 @@ func TestDockerPorts(t *testing.T) {
 	}
 	d.fails(t, 1, "pre-defined network and cannot be removed", "network", "rm", "bridge")
 	d.fails(t, 1, "network nosuch not found", "network", "inspect", "nosuch")
-	d.fails(t, 1, "not supported yet", "network", "create", "backend")
 
 	// hearth restarts: the pod runs on and its port comes back.
 	d.n.stop()

@@ -624,8 +624,10 @@ func (d *dockerEnv) testPs(t *testing.T) {
 }
 
 // testLogs: logs and its --tail, -t and --since, stdout and stderr apart.
+// The two are separate pipes, read apart as Docker's are, so the script
+// pauses where their order matters.
 func (d *dockerEnv) testLogs(t *testing.T) {
-	d.ok(t, "run", "-d", "--name", "lg", dockerImg, "sh", "-c", "echo early; echo e-err >&2; sleep 2; echo late; for i in 1 2 3; do echo n$i; done; echo done >&2; exec sleep 1000")
+	d.ok(t, "run", "-d", "--name", "lg", dockerImg, "sh", "-c", "echo early; echo e-err >&2; sleep 2; echo late; for i in 1 2 3; do echo n$i; done; sleep 1; echo done >&2; exec sleep 1000")
 	defer d.docker(t, "rm", "-f", "lg")
 	d.waitLogs(t, "lg", "done")
 	if r := d.docker(t, "logs", "lg"); r.code != 0 || r.stdout != "early\nlate\nn1\nn2\nn3\n" || r.stderr != "e-err\ndone\n" {
