@@ -275,18 +275,10 @@ func (s *Server) removeNetwork(w http.ResponseWriter, r *http.Request, tenant st
 
 // deleteNetwork removes a network no pod uses.
 func (s *Server) deleteNetwork(ctx context.Context, n *model.Network) error {
-	pods, _, err := store.List[model.Pod](ctx, s.Store, model.KindPod, n.Tenant)
-	if err != nil {
-		return err
+	if s.Networks == nil {
+		return errdefs.Unavailable("networks are not served here")
 	}
-	for _, p := range pods {
-		for _, pn := range p.Spec.Networks {
-			if pn == n.Name {
-				return errdefs.Conflict("error while removing network: network %s id %s has active endpoints", n.Alias, n.Name)
-			}
-		}
-	}
-	if err := s.Store.Delete(ctx, model.KindNetwork, n.Tenant, n.Name, n.Revision); err != nil {
+	if err := s.Networks.DeleteNetwork(ctx, n); err != nil {
 		if errdefs.IsNotFound(err) {
 			return errdefs.NotFound("network %s not found", n.Alias)
 		}

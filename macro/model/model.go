@@ -170,7 +170,9 @@ type PodSpec struct {
 	Resources  Resources   `json:"resources"`
 	Restart    Restart     `json:"restart"`
 	Volumes    []Volume    `json:"volumes,omitempty"`
-	Networks   []string    `json:"networks,omitempty"`
+	// Attachments put the pod on user-defined networks, one NIC each in
+	// order; without any it is on the node's default network.
+	Attachments []Attachment `json:"attachments,omitempty"`
 	// Ports publishes pod ports on the pod's node.
 	Ports    []Port `json:"ports,omitempty"`
 	Hostname string `json:"hostname,omitempty"`
@@ -196,6 +198,17 @@ type PodSpec struct {
 	// ExitOnNext makes the next exit final, whatever the restart policy
 	// (docker kill with the stop signal); a start clears it.
 	ExitOnNext bool `json:"exitOnNext,omitempty"`
+}
+
+// Attachment is a pod's place on a network.
+type Attachment struct {
+	// Network is the network's name (a Docker network's ID).
+	Network string `json:"network"`
+	// IP is the pod's address on it, assigned by network/ipam when the
+	// pod is created.
+	IP string `json:"ip,omitempty"`
+	// Aliases are further names the pod answers to on the network.
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 // Port publishes a port of the pod on its node (docker run -p).

@@ -124,37 +124,148 @@ type Allocator struct {
 	Pools []netip.Prefix
 }
 
-// Create completes n's addressing against the tenant's networks and
-// writes it, under the tenant's lock. n.Alias is its unique name.
-func (a *Allocator) Create(ctx context.Context, n *model.Network) error {
+// locked runs fn under the tenant's IPAM lock.
+func (a *Allocator) locked(ctx context.Context, tenant string, fn func() error) error {
 	sess, err := concurrency.NewSession(a.Store.Client(), concurrency.WithTTL(10), concurrency.WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("ipam: %w", err)
 	}
 	defer sess.Close()
-	mu := concurrency.NewMutex(sess, store.Prefix+"locks/ipam/"+n.Tenant)
+	mu := concurrency.NewMutex(sess, store.Prefix+"locks/ipam/"+tenant)
 	if err := mu.Lock(ctx); err != nil {
-		return fmt.Errorf("ipam: lock tenant %s: %w", n.Tenant, err)
+		return fmt.Errorf("ipam: lock tenant %s: %w", tenant, err)
 	}
 	defer mu.Unlock(context.WithoutCancel(ctx))
-	nets, _, err := store.List[model.Network](ctx, a.Store, model.KindNetwork, n.Tenant)
-	if err != nil {
-		return err
+	return fn()
+}
+
+// Create completes n's addressing against the tenant's networks and
+// writes it. n.Alias is its unique name.
+func (a *Allocator) Create(ctx context.Context, n *model.Network) error {
+	return a.locked(ctx, n.Tenant, func() error {
+		nets, _, err := store.List[model.Network](ctx, a.Store, model.KindNetwork, n.Tenant)
+		if err != nil {
+			return err
+		}
+		used := append([]netip.Prefix(nil), a.Reserved...)
+		for _, o := range nets {
+			if p, err := netip.ParsePrefix(o.Spec.Subnet); err == nil {
+				used = append(used, p)
+			}
+		}
+		pools := a.Pools
+		if pools == nil {
+			pools = DefaultPools()
+		}
+		spec, err := Complete(n.Spec, used, pools)
+		if err != nil {
+			return err
+		}
+		n.Spec = spec
+		return a.Store.Create(ctx, n)
+	})
+}
+
+// DeleteNetwork removes a network that no pod is attached to.
+func (a *Allocator) DeleteNetwork(ctx context.Context, n *model.Network) error {
+	return a.locked(ctx, n.Tenant, func() error {
+		pods, _, err := store.List[model.Pod](ctx, a.Store, model.KindPod, n.Tenant)
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			for _, at := range p.Spec.Attachments {
+				if at.Network == n.Name {
+					return errdefs.Conflict("error while removing network: network %s id %s has active endpoints", n.Alias, n.Name)
+				}
+			}
+		}
+		return a.Store.Delete(ctx, model.KindNetwork, n.Tenant, n.Name, 0)
+	})
+}
+
+// CreatePod gives the pod its address on each network it attaches to
+// (the one asked for, checked, or the first free one) and creates it.
+// Addresses are read from the tenant's pods themselves, so a deleted pod
+// frees its own.
+func (a *Allocator) CreatePod(ctx context.Context, p *model.Pod) error {
+	if len(p.Spec.Attachments) == 0 {
+		return a.Store.Create(ctx, p)
 	}
-	used := append([]netip.Prefix(nil), a.Reserved...)
-	for _, o := range nets {
-		if p, err := netip.ParsePrefix(o.Spec.Subnet); err == nil {
-			used = append(used, p)
+	return a.locked(ctx, p.Tenant, func() error {
+		nets := map[string]*model.Network{}
+		for _, at := range p.Spec.Attachments {
+			n, err := store.Get[model.Network](ctx, a.Store, model.KindNetwork, p.Tenant, at.Network)
+			if err != nil {
+				if errdefs.IsNotFound(err) {
+					return errdefs.NotFound("network %s not found", at.Network)
+				}
+				return err
+			}
+			nets[at.Network] = n
+		}
+		pods, _, err := store.List[model.Pod](ctx, a.Store, model.KindPod, p.Tenant)
+		if err != nil {
+			return err
+		}
+		used := map[string]map[netip.Addr]bool{}
+		for _, o := range pods {
+			for _, at := range o.Spec.Attachments {
+				if ip, err := netip.ParseAddr(at.IP); err == nil {
+					if used[at.Network] == nil {
+						used[at.Network] = map[netip.Addr]bool{}
+					}
+					used[at.Network][ip] = true
+				}
+			}
+		}
+		for i := range p.Spec.Attachments {
+			at := &p.Spec.Attachments[i]
+			ip, err := Address(nets[at.Network].Spec, at.IP, used[at.Network])
+			if err != nil {
+				return err
+			}
+			at.IP = ip.String()
+		}
+		return a.Store.Create(ctx, p)
+	})
+}
+
+// Address checks a requested address on a network, or picks the first
+// free one of its IP range (its subnet without one): never the network's
+// own address, its broadcast or its gateway.
+func Address(spec model.NetworkSpec, want string, used map[netip.Addr]bool) (netip.Addr, error) {
+	subnet, err := netip.ParsePrefix(spec.Subnet)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("network subnet %q: %w", spec.Subnet, err)
+	}
+	gw, _ := netip.ParseAddr(spec.Gateway)
+	usable := func(ip netip.Addr) bool {
+		return subnet.Contains(ip) && ip != subnet.Addr() && ip != broadcast(subnet) && ip != gw
+	}
+	if want != "" {
+		ip, err := netip.ParseAddr(want)
+		if err != nil || !ip.Is4() {
+			return netip.Addr{}, errdefs.InvalidArgument("invalid IPv4 address %q", want)
+		}
+		if !usable(ip) {
+			return netip.Addr{}, errdefs.InvalidArgument("no configured subnet or ip-range contain the IP address %s", want)
+		}
+		if used[ip] {
+			return netip.Addr{}, errdefs.Conflict("Address already in use: %s", want)
+		}
+		return ip, nil
+	}
+	rng := subnet
+	if spec.IPRange != "" {
+		if r, err := netip.ParsePrefix(spec.IPRange); err == nil {
+			rng = r
 		}
 	}
-	pools := a.Pools
-	if pools == nil {
-		pools = DefaultPools()
+	for ip := rng.Masked().Addr(); rng.Contains(ip); ip = ip.Next() {
+		if usable(ip) && !used[ip] {
+			return ip, nil
+		}
 	}
-	spec, err := Complete(n.Spec, used, pools)
-	if err != nil {
-		return err
-	}
-	n.Spec = spec
-	return a.Store.Create(ctx, n)
+	return netip.Addr{}, errdefs.Unavailable("no available IPv4 addresses on this network's address pools: %s", rng)
 }

@@ -99,3 +99,103 @@ func TestCreateConcurrent(t *testing.T) {
 		t.Errorf("another tenant on the same subnet: %v", err)
 	}
 }
+
+func TestAddress(t *testing.T) {
+	spec := model.NetworkSpec{Subnet: "10.5.0.0/29", Gateway: "10.5.0.1"}
+	used := map[netip.Addr]bool{}
+	var got []string
+	for {
+		ip, err := Address(spec, "", used)
+		if err != nil {
+			if !errors.Is(err, errdefs.ErrUnavailable) {
+				t.Fatal(err)
+			}
+			break
+		}
+		used[ip] = true
+		got = append(got, ip.String())
+	}
+	// .0 is the network, .1 the gateway, .7 the broadcast.
+	if fmt.Sprint(got) != "[10.5.0.2 10.5.0.3 10.5.0.4 10.5.0.5 10.5.0.6]" {
+		t.Errorf("addresses handed out: %v", got)
+	}
+	ranged := model.NetworkSpec{Subnet: "10.5.0.0/24", Gateway: "10.5.0.1", IPRange: "10.5.0.128/25"}
+	if ip, err := Address(ranged, "", nil); err != nil || ip.String() != "10.5.0.128" {
+		t.Errorf("first of the range: %v %v", ip, err)
+	}
+	if ip, err := Address(ranged, "10.5.0.9", nil); err != nil || ip.String() != "10.5.0.9" {
+		t.Errorf("a requested address in the subnet: %v %v", ip, err)
+	}
+	for want, is := range map[string]error{
+		"10.5.0.1": errdefs.ErrInvalidArgument, "10.5.0.255": errdefs.ErrInvalidArgument,
+		"10.6.0.2": errdefs.ErrInvalidArgument, "x": errdefs.ErrInvalidArgument, "fd00::1": errdefs.ErrInvalidArgument,
+	} {
+		if _, err := Address(ranged, want, nil); !errors.Is(err, is) {
+			t.Errorf("Address(%s) = %v, want %v", want, err, is)
+		}
+	}
+	if _, err := Address(ranged, "10.5.0.9", map[netip.Addr]bool{netip.MustParseAddr("10.5.0.9"): true}); !errdefs.IsConflict(err) {
+		t.Errorf("a taken address: %v", err)
+	}
+}
+
+// TestCreatePod: pods get distinct addresses at once, a deleted pod's
+// address is free again, and a network in use is not removed.
+func TestCreatePod(t *testing.T) {
+	e := testetcd.Start(t)
+	a := &Allocator{Store: store.New(e.Client)}
+	ctx := context.Background()
+	n := &model.Network{Meta: model.Meta{Kind: model.KindNetwork, Tenant: "acme", Name: "net1", Alias: "front"}, Spec: model.NetworkSpec{Subnet: "10.9.0.0/24"}}
+	if err := a.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name string) *model.Pod {
+		return &model.Pod{Meta: model.Meta{Kind: model.KindPod, Tenant: "acme", Name: name}, Spec: model.PodSpec{
+			Containers: []model.Container{{Name: "c", Image: "img"}}, Resources: model.Resources{CPUs: 1, MemoryMiB: 64},
+			Restart: model.Restart{Policy: model.RestartNo}, Desired: model.DesiredStopped,
+			Attachments: []model.Attachment{{Network: "net1"}}}}
+	}
+	var wg sync.WaitGroup
+	pods := make([]*model.Pod, 6)
+	for i := range pods {
+		pods[i] = pod(fmt.Sprintf("p%d", i))
+		wg.Add(1)
+		go func(p *model.Pod) {
+			defer wg.Done()
+			if err := a.CreatePod(ctx, p); err != nil {
+				t.Error(err)
+			}
+		}(pods[i])
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, p := range pods {
+		ip := p.Spec.Attachments[0].IP
+		if seen[ip] || !netip.MustParsePrefix("10.9.0.0/24").Contains(netip.MustParseAddr(ip)) || ip == "10.9.0.1" {
+			t.Errorf("pod %s got %s", p.Name, ip)
+		}
+		seen[ip] = true
+	}
+	if err := a.DeleteNetwork(ctx, n); !errdefs.IsConflict(err) {
+		t.Errorf("removing a network in use: %v", err)
+	}
+	freed := pods[0].Spec.Attachments[0].IP
+	for _, p := range pods {
+		if err := a.Store.Delete(ctx, model.KindPod, "acme", p.Name, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := pod("again")
+	if err := a.CreatePod(ctx, again); err != nil || again.Spec.Attachments[0].IP != "10.9.0.2" {
+		t.Errorf("after the pods went: %v %v (first was %s)", again.Spec.Attachments, err, freed)
+	}
+	missing := pod("lost")
+	missing.Spec.Attachments[0].Network = "nosuch"
+	if err := a.CreatePod(ctx, missing); !errdefs.IsNotFound(err) {
+		t.Errorf("a pod on a missing network: %v", err)
+	}
+	a.Store.Delete(ctx, model.KindPod, "acme", "again", 0)
+	if err := a.DeleteNetwork(ctx, n); err != nil {
+		t.Errorf("removing a network no pod uses: %v", err)
+	}
+}
