@@ -134,6 +134,14 @@ func TestDockerPorts(t *testing.T) {
 	// hearth restarts: the pod runs on and its port comes back.
 	d.n.stop()
 	d.n.start()
+	// The agent publishes again once it has adopted the pod.
+	eventually(t, time.Minute, "the port to be published again", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 	if got := echoTCP(t, addr, "again"); got != "pe-host again" {
 		t.Errorf("TCP after a restart of hearth: %q", got)
 	}
