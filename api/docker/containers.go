@@ -170,7 +170,7 @@ func (s *Server) containerFilter(ctx context.Context, tenant string, f filters) 
 		if len(ancestors) > 0 && !anyOf(ancestors, func(id string) bool { return id == c.pod.Spec.Containers[0].Image }) {
 			return false
 		}
-		if nets := f["network"]; len(nets) > 0 && !anyOf(nets, func(n string) bool { return n == "bridge" || n == defaultNetworkID }) {
+		if nets := f["network"]; len(nets) > 0 && !anyOf(nets, c.onNetwork) {
 			return false
 		}
 		if hs := f["health"]; len(hs) > 0 {

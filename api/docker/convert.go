@@ -30,7 +30,17 @@ import (
 const (
 	annConfig = "docker.config"
 	annHost   = "docker.hostconfig"
+	// annNetworks maps the IDs of the user networks the container is on
+	// to their names and subnets, which Docker never changes.
+	annNetworks = "docker.networks"
 )
+
+// netInfo is what a container shows of a user network it is on.
+type netInfo struct {
+	Name    string `json:"name"`
+	Subnet  string `json:"subnet"`
+	Gateway string `json:"gateway,omitempty"`
+}
 
 // mainContainer names the one container of a Docker container's pod.
 const mainContainer = "main"
@@ -40,6 +50,7 @@ type ctr struct {
 	pod  *model.Pod
 	cfg  *container.Config
 	host *container.HostConfig
+	nets map[string]netInfo // by network ID
 }
 
 // asContainer reads a pod as a Docker container; false for pods other
@@ -54,6 +65,9 @@ func asContainer(p *model.Pod) (*ctr, bool) {
 		return nil, false
 	}
 	json.Unmarshal([]byte(p.Annotations[annHost]), c.host)
+	if raw := p.Annotations[annNetworks]; raw != "" {
+		json.Unmarshal([]byte(raw), &c.nets)
+	}
 	return c, true
 }
 
@@ -191,6 +205,22 @@ func (c *ctr) command() string {
 
 // networks is the container's view of its networks: the default one.
 func (c *ctr) networks() map[string]*network.EndpointSettings {
+	if len(c.pod.Spec.Attachments) > 0 {
+		out := map[string]*network.EndpointSettings{}
+		for _, at := range c.pod.Spec.Attachments {
+			info := c.nets[at.Network]
+			ep := &network.EndpointSettings{NetworkID: at.Network, EndpointID: c.ID(), Aliases: at.Aliases}
+			if ip, err := netip.ParseAddr(at.IP); err == nil {
+				if sub, err := netip.ParsePrefix(info.Subnet); err == nil && c.running() {
+					ep.IPAddress, ep.IPPrefixLen = ip, sub.Bits()
+					ep.Gateway, _ = netip.ParseAddr(info.Gateway)
+				}
+				ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ip}
+			}
+			out[info.Name] = ep
+		}
+		return out
+	}
 	ep := &network.EndpointSettings{NetworkID: defaultNetworkID, EndpointID: c.ID()}
 	// The status has the address with its prefix length (10.88.0.5/16).
 	if pfx, err := netip.ParsePrefix(c.pod.Status.IP); err == nil && c.running() {
@@ -201,6 +231,20 @@ func (c *ctr) networks() map[string]*network.EndpointSettings {
 		ep.IPAddress = ip
 	}
 	return map[string]*network.EndpointSettings{defaultNetworkName: ep}
+}
+
+// onNetwork reports whether the container is on the network named, or of
+// the ID, ref.
+func (c *ctr) onNetwork(ref string) bool {
+	if len(c.pod.Spec.Attachments) == 0 {
+		return isDefaultNetwork(ref)
+	}
+	for _, at := range c.pod.Spec.Attachments {
+		if at.Network == ref || c.nets[at.Network].Name == ref {
+			return true
+		}
+	}
+	return false
 }
 
 // The default network, Docker's "bridge": every container is on it until
@@ -229,6 +273,9 @@ func (c *ctr) summary(now time.Time) container.Summary {
 		s.Labels = map[string]string{}
 	}
 	s.HostConfig.NetworkMode = "bridge"
+	if m := string(c.host.NetworkMode); m != "" && m != "default" {
+		s.HostConfig.NetworkMode = m
+	}
 	s.NetworkSettings = &container.NetworkSettingsSummary{Networks: c.networks()}
 	if h := c.health(); h != nil {
 		s.Health = &container.HealthSummary{Status: h.Status, FailingStreak: h.FailingStreak}

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,7 +65,15 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request, tenant 
 		if name == "" {
 			pod.Alias = randomName(attempt)
 		}
-		err = s.Store.Create(r.Context(), pod)
+		if s.Networks != nil {
+			// Addresses on the pod's networks are assigned as it is made.
+			err = s.Networks.CreatePod(r.Context(), pod)
+			if errdefs.IsNotFound(err) {
+				err = errdefs.InvalidArgument("%v", err) // the network went meanwhile
+			}
+		} else {
+			err = s.Store.Create(r.Context(), pod)
+		}
 		var inUse *store.AliasInUseError
 		if errors.As(err, &inUse) {
 			if name == "" && attempt < 10 {
@@ -170,6 +179,10 @@ func (s *Server) podFor(r *http.Request, tenant string, req *container.CreateReq
 	if spec.Ports, err = publishedPorts(hc, merged.ExposedPorts); err != nil {
 		return nil, nil, err
 	}
+	nets, err := s.attachments(r.Context(), tenant, req, &spec)
+	if err != nil {
+		return nil, nil, err
+	}
 	for port := range hc.PortBindings {
 		// A published port is an exposed one, as Docker records it.
 		if merged.ExposedPorts == nil {
@@ -192,10 +205,77 @@ func (s *Server) podFor(r *http.Request, tenant string, req *container.CreateReq
 		Spec:   spec,
 		Status: model.PodStatus{Phase: model.PhasePending},
 	}
+	if len(nets) > 0 {
+		b, err := json.Marshal(nets)
+		if err != nil {
+			return nil, nil, err
+		}
+		pod.Annotations[annNetworks] = string(b)
+	}
 	if err := pod.Validate(); err != nil {
 		return nil, nil, errdefs.InvalidArgument("%v", err)
 	}
 	return pod, warnings, nil
+}
+
+// attachments puts the pod on the user-defined networks the request names
+// (--network, several since API 1.44), with the addresses asked for
+// (--ip); network/ipam assigns the others when the pod is created. A
+// container is on the default network or on user-defined ones.
+func (s *Server) attachments(ctx context.Context, tenant string, req *container.CreateRequest, spec *model.PodSpec) (map[string]netInfo, error) {
+	mode := string(req.HostConfig.NetworkMode)
+	onDefault := func(nm string) bool { return nm == "" || nm == "default" || isDefaultNetwork(nm) }
+	eps := map[string]*network.EndpointSettings{}
+	if req.NetworkingConfig != nil {
+		eps = req.NetworkingConfig.EndpointsConfig
+	}
+	var refs []string
+	if !onDefault(mode) {
+		refs = append(refs, mode)
+	}
+	var more []string
+	for nm := range eps {
+		if nm != mode && !onDefault(nm) {
+			more = append(more, nm)
+		}
+	}
+	sort.Strings(more)
+	refs = append(refs, more...)
+	if len(refs) == 0 {
+		for nm, ep := range eps {
+			if ep != nil && ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address.IsValid() {
+				return nil, errdefs.InvalidArgument("user specified IP address is supported on user defined networks only (--network %s)", nm)
+			}
+		}
+		return nil, nil
+	}
+	if onDefault(mode) && mode != "" && mode != "default" {
+		return nil, errdefs.InvalidArgument("a container cannot be on the default network and on user-defined networks at once yet")
+	}
+	nets := map[string]netInfo{}
+	for _, ref := range refs {
+		n, err := s.resolveNetwork(ctx, tenant, ref)
+		if errdefs.IsNotFound(err) {
+			// Not a 404: the CLI would take it for a missing image.
+			return nil, errdefs.InvalidArgument("network %s not found", ref)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == nil {
+			return nil, errdefs.InvalidArgument("a container cannot be on the default network and on user-defined networks at once yet")
+		}
+		if _, dup := nets[n.Name]; dup {
+			return nil, errdefs.InvalidArgument("network %s is given twice", ref)
+		}
+		at := model.Attachment{Network: n.Name}
+		if ep := eps[ref]; ep != nil && ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address.IsValid() {
+			at.IP = ep.IPAMConfig.IPv4Address.String()
+		}
+		spec.Attachments = append(spec.Attachments, at)
+		nets[n.Name] = netInfo{Name: n.Alias, Subnet: n.Spec.Subnet, Gateway: n.Spec.Gateway}
+	}
+	return nets, nil
 }
 
 // publishedPorts turns -p (PortBindings) and -P (every exposed port not
@@ -586,29 +666,21 @@ func unsupported(req *container.CreateRequest) error {
 	flag(hc.UTSMode.IsHost(), "--uts host")
 	flag(hc.UsernsMode.IsHost(), "--userns host")
 	flag(hc.CgroupnsMode.IsHost(), "--cgroupns host")
-	switch nm := string(hc.NetworkMode); nm {
-	case "", "default", "bridge":
-	case "host":
+	switch nm := string(hc.NetworkMode); {
+	case nm == "host":
 		bad = append(bad, "--network host")
-	case "none":
+	case nm == "none":
 		bad = append(bad, "--network none")
-	default:
-		if strings.HasPrefix(nm, "container:") {
-			bad = append(bad, "--network container:")
-		} else {
-			bad = append(bad, "--network "+nm+" (user-defined networks arrive with network support)")
-		}
+	case strings.HasPrefix(nm, "container:"):
+		bad = append(bad, "--network container:")
 	}
 	if req.NetworkingConfig != nil {
-		for nm, ep := range req.NetworkingConfig.EndpointsConfig {
-			if nm != "bridge" && nm != "default" && nm != string(hc.NetworkMode) {
-				bad = append(bad, "--network "+nm)
-			}
+		for _, ep := range req.NetworkingConfig.EndpointsConfig {
 			if ep != nil && len(ep.Aliases) > 0 {
-				bad = append(bad, "--network-alias")
+				bad = append(bad, "--network-alias (name resolution on networks arrives next)")
 			}
-			if ep != nil && ep.IPAMConfig != nil && (ep.IPAMConfig.IPv4Address.IsValid() || ep.IPAMConfig.IPv6Address.IsValid()) {
-				bad = append(bad, "--ip")
+			if ep != nil && ep.IPAMConfig != nil && ep.IPAMConfig.IPv6Address.IsValid() {
+				bad = append(bad, "--ip6")
 			}
 		}
 	}

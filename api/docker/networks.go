@@ -19,8 +19,8 @@ import (
 
 // Networks: Docker's default network, "bridge", which every container is
 // on, and the tenant's user-defined networks, macro Network objects whose
-// subnets network/ipam allocates cluster-wide. Containers cannot join
-// user-defined networks yet: their data path comes next.
+// subnets network/ipam allocates cluster-wide. Containers join them when
+// they are created (--network); joining a running one is not possible yet.
 func (s *Server) networkRoutes(handle handleFunc) {
 	handle("GET /networks", s.listNetworks)
 	handle("GET /networks/{id}", s.inspectNetwork)
@@ -32,7 +32,7 @@ func (s *Server) networkRoutes(handle handleFunc) {
 			writeError(w, err)
 			return
 		}
-		writeError(w, errdefs.InvalidArgument("containers cannot join or leave networks yet: every container is on the default network, bridge"))
+		writeError(w, errdefs.InvalidArgument("containers join networks when they are created (docker run --network): connecting and disconnecting are not supported yet"))
 	}
 	handle("POST /networks/{id}/connect", notYet)
 	handle("POST /networks/{id}/disconnect", notYet)
@@ -181,7 +181,19 @@ func (s *Server) inspectNetwork(w http.ResponseWriter, r *http.Request, tenant s
 		writeJSON(w, http.StatusOK, out)
 		return
 	}
-	writeJSON(w, http.StatusOK, networkView(n))
+	out := networkView(n)
+	cs, err := s.containers(r.Context(), tenant)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	for _, c := range cs {
+		if ep := c.networks()[n.Alias]; ep != nil && ep.NetworkID == n.Name && ep.IPAddress.IsValid() {
+			out.Containers[c.ID()] = network.EndpointResource{Name: c.pod.Alias, EndpointID: ep.EndpointID,
+				IPv4Address: netip.PrefixFrom(ep.IPAddress, ep.IPPrefixLen)}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // networkView is a user-defined network as Docker shows it.

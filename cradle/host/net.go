@@ -27,6 +27,14 @@ type Bridge struct {
 	Subnet  netip.Prefix
 	Gateway netip.Addr
 	NAT     bool
+	// Isolate keeps the bridge's pods to themselves: nothing is routed
+	// between it and the bridges matching IsolateFrom, and its pods reach
+	// nothing on the host but replies to what the host opened.
+	Isolate     bool
+	IsolateFrom []string // interface names, "hn*" wildcards allowed
+	// Owner is written into the bridge's interface alias, so that its
+	// owner can find its own bridges again (OwnedBridges).
+	Owner string
 }
 
 // DefaultBridge is where `hearth cradle run` puts pods that ask for no
@@ -56,6 +64,11 @@ func (b Bridge) Ensure() error {
 			return fmt.Errorf("bridge %s: %w", b.Name, err)
 		}
 	}
+	if b.Owner != "" {
+		if err := netlink.LinkSetAlias(link, b.Owner); err != nil {
+			return fmt.Errorf("bridge %s: alias: %w", b.Name, err)
+		}
+	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: b.Gateway.AsSlice(), Mask: net.CIDRMask(b.Subnet.Bits(), 32)}}
 	if err := netlink.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("bridge %s: address %s: %w", b.Name, b.Gateway, err)
@@ -64,7 +77,9 @@ func (b Bridge) Ensure() error {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
 			return fmt.Errorf("enable forwarding: %w", err)
 		}
-		if err := b.installNAT(); err != nil {
+	}
+	if b.NAT || b.Isolate {
+		if err := b.installTable(); err != nil {
 			return err
 		}
 	}
@@ -74,29 +89,106 @@ func (b Bridge) Ensure() error {
 	return nil
 }
 
-// installNAT replaces the bridge's nftables table atomically: masquerade
-// traffic from the subnet that leaves through another interface.
-func (b Bridge) installNAT() error {
-	table := "hearth_" + strings.ReplaceAll(b.Name, "-", "_")
-	script := fmt.Sprintf(`table ip %[1]s
-delete table ip %[1]s
-table ip %[1]s {
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		ip saddr %[2]s oifname != "%[3]s" masquerade
-	}
+// nftTable is the bridge's own nftables table.
+func (b Bridge) nftTable() string { return "hearth_" + strings.ReplaceAll(b.Name, "-", "_") }
+
+// installTable replaces the bridge's nftables table atomically: masquerade
+// traffic from the subnet that leaves through another interface, and the
+// isolation rules.
+func (b Bridge) installTable() error {
+	return nft(b.tableScript(), "install nftables rules for "+b.Name)
 }
-`, table, b.Subnet, b.Name)
-	nft, err := exec.LookPath("nft")
+
+// tableScript is the nft script that (re)makes the bridge's table.
+func (b Bridge) tableScript() string {
+	var chains strings.Builder
+	if b.NAT {
+		fmt.Fprintf(&chains, `	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr %s oifname != "%s" masquerade
+	}
+`, b.Subnet, b.Name)
+	}
+	if b.Isolate {
+		fmt.Fprintf(&chains, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
+		for _, other := range b.IsolateFrom {
+			fmt.Fprintf(&chains, "\t\tiifname \"%[1]s\" oifname \"%[2]s\" oifname != \"%[1]s\" drop\n", b.Name, other)
+			fmt.Fprintf(&chains, "\t\tiifname \"%[2]s\" iifname != \"%[1]s\" oifname \"%[1]s\" drop\n", b.Name, other)
+		}
+		fmt.Fprintf(&chains, "\t}\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n")
+		fmt.Fprintf(&chains, "\t\tiifname \"%[1]s\" ct state established,related accept\n\t\tiifname \"%[1]s\" drop\n\t}\n", b.Name)
+	}
+	return fmt.Sprintf("table ip %[1]s\ndelete table ip %[1]s\ntable ip %[1]s {\n%[2]s}\n", b.nftTable(), chains.String())
+}
+
+func nft(script, what string) error {
+	bin, err := exec.LookPath("nft")
 	if err != nil {
 		return fmt.Errorf("nft not found: install nftables (`apt-get install nftables`)")
 	}
-	cmd := exec.Command(nft, "-f", "-")
+	cmd := exec.Command(bin, "-f", "-")
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("install NAT for %s: %w: %s", b.Name, err, bytes.TrimSpace(out))
+		return fmt.Errorf("%s: %w: %s", what, err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// OverlappingBridge names a bridge other than name, among those whose
+// names start with prefix, with an address in subnet; "" when there is
+// none. Two bridges of one subnet on a host would make its routes
+// ambiguous.
+func OverlappingBridge(name, prefix string, subnet netip.Prefix) (string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return "", fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range links {
+		n := l.Attrs().Name
+		if n == name || !strings.HasPrefix(n, prefix) || l.Type() != "bridge" {
+			continue
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if p, ok := netip.AddrFromSlice(a.IP); ok {
+				bits, _ := a.Mask.Size()
+				if netip.PrefixFrom(p.Unmap(), bits).Masked().Overlaps(subnet) {
+					return n, nil
+				}
+			}
+		}
+	}
+	return "", nil
+}
+
+// OwnedBridges lists the bridges whose owner is owner.
+func OwnedBridges(owner string) ([]string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "bridge" && l.Attrs().Alias == owner {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
+}
+
+// Remove deletes the bridge and its nftables table; a bridge that is not
+// there is no error.
+func (b Bridge) Remove() error {
+	if link, err := netlink.LinkByName(b.Name); err == nil {
+		if err := netlink.LinkDel(link); err != nil {
+			return fmt.Errorf("remove bridge %s: %w", b.Name, err)
+		}
+	}
+	script := fmt.Sprintf("table ip %[1]s\ndelete table ip %[1]s\n", b.nftTable())
+	return nft(script, "remove nftables rules of "+b.Name)
 }
 
 // OpenTap creates a tap device that lives as long as a descriptor to it is

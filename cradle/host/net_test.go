@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -306,5 +307,32 @@ func TestIPAMCorruptFile(t *testing.T) {
 		if b, _ := os.ReadFile(m.Path); string(b) != content {
 			t.Errorf("corrupt lease file rewritten to %q", b)
 		}
+	}
+}
+
+// TestBridgeTableScript: the rules parse (nft --check) and say what they
+// should.
+func TestBridgeTableScript(t *testing.T) {
+	b := Bridge{Name: "hn0123456789ab", Subnet: netip.MustParsePrefix("10.50.0.0/24"), Gateway: netip.MustParseAddr("10.50.0.1"),
+		NAT: true, Isolate: true, IsolateFrom: []string{"hn*", "hearth0"}}
+	script := b.tableScript()
+	for _, want := range []string{
+		`ip saddr 10.50.0.0/24 oifname != "hn0123456789ab" masquerade`,
+		`iifname "hn0123456789ab" oifname "hn*" oifname != "hn0123456789ab" drop`,
+		`iifname "hearth0" iifname != "hn0123456789ab" oifname "hn0123456789ab" drop`,
+		`iifname "hn0123456789ab" ct state established,related accept`,
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	bin, err := exec.LookPath("nft")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("nft --check needs nft and root")
+	}
+	cmd := exec.Command(bin, "--check", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft --check: %v\n%s\n%s", err, out, script)
 	}
 }

@@ -6,7 +6,9 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -155,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 		Capacity: capacity(o.CPUOvercommit),
 		Store:    st,
 		VMM:      &cradleVMM{rt: rt, accel: accel, logs: filepath.Join(o.DataDir, "macro", "logs")},
-		Build:    builder(images, rt, o.DataDir),
+		Build:    builder(st, images, rt, o.DataDir),
 		NewID:    cradle.NewID,
 		Log:      o.Log,
 		Ports:    ports,
@@ -191,10 +193,7 @@ func Run(ctx context.Context, o Options) error {
 	dapi := &docker.Server{Store: st, Images: images, Pods: pods, Node: o.Name, Log: o.Log,
 		NCPU: runtime.NumCPU(), MemTotal: int64(size.MemoryMiB) << 20, DataDir: o.DataDir}
 	dapi.Tenant = dockerTenant
-	bridge := rt.Bridge
-	if bridge.Name == "" {
-		bridge = host.DefaultBridge
-	}
+	bridge := defaultBridge(rt)
 	dapi.Bridge.Subnet, dapi.Bridge.Gateway = bridge.Subnet, bridge.Gateway
 	// User networks keep off the nodes' default bridge.
 	dapi.Networks = &ipam.Allocator{Store: st, Reserved: []netip.Prefix{bridge.Subnet}}
@@ -222,7 +221,7 @@ func Run(ctx context.Context, o Options) error {
 		defer srv.Close()
 	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	run := func(fn func(context.Context) error) {
 		wg.Add(1)
@@ -230,6 +229,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	run(ag.Run)
 	run(dapi.Run)
+	run(func(ctx context.Context) error {
+		return pruneBridges(ctx, st, defaultBridge(rt).Name, bridgeOwner(o.DataDir), o.Log)
+	})
 	if mem.Role == model.RoleControl {
 		mgr := &controller.Manager{Node: o.Name, Store: st, Log: o.Log, LeaseTTL: o.LeaseTTL,
 			OnBind: func(d time.Duration) { mtr.SchedulingLatency.Observe(d.Seconds()) }, OnLeader: mtr.OnLeader}
@@ -484,7 +486,128 @@ func (v *cradleVMM) List() ([]agent.VM, error) {
 
 // builder makes launch specs for the agent from the pod's images, in the
 // pod tenant's image store, on the default bridge.
-func builder(images *image.Service, rt *cradle.Runtime, dataDir string) agent.Builder {
+// defaultBridge is the node's default network.
+func defaultBridge(rt *cradle.Runtime) host.Bridge {
+	if rt.Bridge.Name == "" {
+		return host.DefaultBridge
+	}
+	return rt.Bridge
+}
+
+// userBridgePrefix starts the names of user networks' bridges.
+const userBridgePrefix = "hn"
+
+// networkBridge is this node's bridge of a user network: one per network,
+// named by a hash of tenant and ID (an interface name has 15 bytes at
+// most), with NAT unless the network is internal, and isolated from every
+// other network's bridge and from the host.
+func networkBridge(n *model.Network, defaultBridge, owner string) (host.Bridge, error) {
+	subnet, err := netip.ParsePrefix(n.Spec.Subnet)
+	if err != nil {
+		return host.Bridge{}, fmt.Errorf("network %s: subnet %q: %w", n.Alias, n.Spec.Subnet, err)
+	}
+	gw, err := netip.ParseAddr(n.Spec.Gateway)
+	if err != nil {
+		return host.Bridge{}, fmt.Errorf("network %s: gateway %q: %w", n.Alias, n.Spec.Gateway, err)
+	}
+	sum := sha256.Sum256([]byte(n.Tenant + "/" + n.Name))
+	return host.Bridge{
+		Name: userBridgePrefix + hex.EncodeToString(sum[:])[:12], Subnet: subnet, Gateway: gw,
+		NAT: !n.Spec.Internal, Isolate: true, IsolateFrom: []string{userBridgePrefix + "*", defaultBridge}, Owner: owner,
+	}, nil
+}
+
+// bridgeOwner marks this node's network bridges: several nodes may share
+// a host.
+func bridgeOwner(dataDir string) string { return "hearth:" + dataDir }
+
+// pruneBridges removes this node's bridges of user networks that are
+// gone: at start those whose network was deleted while the node was down,
+// then each as its network is deleted. A network is deleted only when no
+// pod uses it, so no pod loses its bridge.
+func pruneBridges(ctx context.Context, st *store.Store, defaultBridge, owner string, log *slog.Logger) error {
+	nets, _, err := store.List[model.Network](ctx, st, model.KindNetwork, "")
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, n := range nets {
+		if br, err := networkBridge(n, defaultBridge, owner); err == nil {
+			known[br.Name] = true
+		}
+	}
+	mine, err := host.OwnedBridges(owner)
+	if err != nil {
+		return err
+	}
+	for _, name := range mine {
+		if !known[name] {
+			if err := (host.Bridge{Name: name}).Remove(); err != nil {
+				log.Warn("remove the bridge of a deleted network", "bridge", name, "err", err)
+			}
+		}
+	}
+	err = store.Watch[model.Network](ctx, st, model.KindNetwork, func(ev store.Event[*model.Network], initial bool) {
+		if ev.Type != store.Deleted || ev.Object == nil {
+			return
+		}
+		br, err := networkBridge(ev.Object, defaultBridge, owner)
+		if err != nil {
+			return
+		}
+		if err := br.Remove(); err != nil {
+			log.Warn("remove the bridge of a deleted network", "bridge", br.Name, "err", err)
+		}
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// attachNetworks gives the pod a NIC on each of its networks, on their
+// bridges here; the first network that is not internal carries the
+// default route.
+func attachNetworks(ctx context.Context, st *store.Store, p *model.Pod, defaultBridge, owner string) (*spec.Network, error) {
+	out := &spec.Network{}
+	routed := false
+	for i, at := range p.Spec.Attachments {
+		n, err := store.Get[model.Network](ctx, st, model.KindNetwork, p.Tenant, at.Network)
+		if err != nil {
+			return nil, fmt.Errorf("network %s: %w", at.Network, err)
+		}
+		br, err := networkBridge(n, defaultBridge, owner)
+		if err != nil {
+			return nil, err
+		}
+		other, err := host.OverlappingBridge(br.Name, userBridgePrefix, br.Subnet)
+		if err != nil {
+			return nil, err
+		}
+		if other != "" {
+			return nil, errdefs.FailedPrecondition("network %s (%s) overlaps the subnet of another tenant's network on node bridge %s: one node cannot hold both yet", n.Alias, br.Subnet, other)
+		}
+		if err := br.Ensure(); err != nil {
+			return nil, err
+		}
+		ip, err := netip.ParseAddr(at.IP)
+		if err != nil {
+			return nil, fmt.Errorf("network %s: the pod has no address", n.Alias)
+		}
+		ifc := spec.Interface{Name: fmt.Sprintf("eth%d", i), MAC: host.MACFor(ip),
+			Address: netip.PrefixFrom(ip, br.Subnet.Bits()).String(), Bridge: br.Name}
+		if !routed && !n.Spec.Internal {
+			ifc.Gateway, routed = br.Gateway.String(), true
+		}
+		out.Interfaces = append(out.Interfaces, ifc)
+	}
+	if routed {
+		out.DNS = host.HostDNS()
+	}
+	return out, nil
+}
+
+func builder(st *store.Store, images *image.Service, rt *cradle.Runtime, dataDir string) agent.Builder {
 	return func(ctx context.Context, p *model.Pod, id string) (*spec.Launch, error) {
 		l := &spec.Launch{Version: spec.Version, ID: id, Hostname: p.Spec.Hostname,
 			Resources: spec.Resources{CPUs: p.Spec.Resources.CPUs, MemoryMiB: p.Spec.Resources.MemoryMiB}}
@@ -529,7 +652,13 @@ func builder(images *image.Service, rt *cradle.Runtime, dataDir string) agent.Bu
 		l.Labels[agent.LabelPodKey] = p.Tenant + "/" + p.Name
 		l.Labels[agent.LabelPodUID] = p.UID
 		l.LogDir = podLogDir(dataDir, p.UID)
-		net, err := rt.DefaultNetwork(id)
+		var net *spec.Network
+		var err error
+		if len(p.Spec.Attachments) > 0 {
+			net, err = attachNetworks(ctx, st, p, defaultBridge(rt).Name, bridgeOwner(dataDir))
+		} else {
+			net, err = rt.DefaultNetwork(id)
+		}
 		if err != nil {
 			return nil, err
 		}

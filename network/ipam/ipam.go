@@ -1,9 +1,9 @@
-// Package ipam gives networks their addresses, cluster-wide, in macro's
-// store: a network's subnet is chosen (or checked, when the user gives
-// one) against the tenant's other networks under a per-tenant lock in
-// etcd, so that two nodes creating networks at once never pick
-// overlapping subnets. Tenants are isolated from each other, so two
-// tenants may use the same subnet.
+// Package ipam gives networks and pods their addresses, cluster-wide, in
+// macro's store, under locks in etcd, so that two nodes creating networks
+// or pods at once never hand out the same subnet or address. A network's
+// subnet is chosen from pools that no tenant's network uses, or, when the
+// user gives one, checked against the tenant's own networks: tenants may
+// choose the same subnet. Pods' addresses come from their networks.
 package ipam
 
 import (
@@ -124,14 +124,19 @@ type Allocator struct {
 	Pools []netip.Prefix
 }
 
-// locked runs fn under the tenant's IPAM lock.
+// locked runs fn under an IPAM lock: a tenant's, or with tenant "" the
+// cluster's.
 func (a *Allocator) locked(ctx context.Context, tenant string, fn func() error) error {
 	sess, err := concurrency.NewSession(a.Store.Client(), concurrency.WithTTL(10), concurrency.WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("ipam: %w", err)
 	}
 	defer sess.Close()
-	mu := concurrency.NewMutex(sess, store.Prefix+"locks/ipam/"+tenant)
+	key := store.Prefix + "locks/ipam"
+	if tenant != "" {
+		key += "/" + tenant
+	}
+	mu := concurrency.NewMutex(sess, key)
 	if err := mu.Lock(ctx); err != nil {
 		return fmt.Errorf("ipam: lock tenant %s: %w", tenant, err)
 	}
@@ -139,17 +144,21 @@ func (a *Allocator) locked(ctx context.Context, tenant string, fn func() error) 
 	return fn()
 }
 
-// Create completes n's addressing against the tenant's networks and
-// writes it. n.Alias is its unique name.
+// Create completes n's addressing and writes it; n.Alias is its unique
+// name. A subnet the user gives must not overlap the tenant's other
+// networks; one chosen from the pools overlaps no tenant's, so that
+// networks of several tenants can share a node (under the cluster's lock,
+// as network creation is rare).
 func (a *Allocator) Create(ctx context.Context, n *model.Network) error {
-	return a.locked(ctx, n.Tenant, func() error {
-		nets, _, err := store.List[model.Network](ctx, a.Store, model.KindNetwork, n.Tenant)
+	return a.locked(ctx, "", func() error {
+		nets, _, err := store.List[model.Network](ctx, a.Store, model.KindNetwork, "")
 		if err != nil {
 			return err
 		}
 		used := append([]netip.Prefix(nil), a.Reserved...)
 		for _, o := range nets {
-			if p, err := netip.ParsePrefix(o.Spec.Subnet); err == nil {
+			p, err := netip.ParsePrefix(o.Spec.Subnet)
+			if err == nil && (o.Tenant == n.Tenant || n.Spec.Subnet == "") {
 				used = append(used, p)
 			}
 		}

@@ -98,6 +98,17 @@ func TestCreateConcurrent(t *testing.T) {
 	if err := a.Create(ctx, other); err != nil {
 		t.Errorf("another tenant on the same subnet: %v", err)
 	}
+	// A subnet from the pools overlaps no tenant's network.
+	third := &model.Network{Meta: model.Meta{Kind: model.KindNetwork, Tenant: "third", Name: "n0"}}
+	if err := a.Create(ctx, third); err != nil {
+		t.Fatal(err)
+	}
+	p := netip.MustParsePrefix(third.Spec.Subnet)
+	for _, q := range seen {
+		if p.Overlaps(q) {
+			t.Errorf("another tenant's pool subnet %s overlaps %s", p, q)
+		}
+	}
 }
 
 func TestAddress(t *testing.T) {

@@ -3,8 +3,11 @@
 package e2e
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,4 +92,120 @@ func TestDockerNetworks(t *testing.T) {
 	// The freed subnet is handed out again.
 	d.ok(t, "network", "create", "--subnet", "10.50.0.0/16", "wide")
 	d.ok(t, "network", "rm", "wide")
+}
+
+// ownedBridges lists the bridges a node made for its networks (their
+// alias names the node's data dir).
+func ownedBridges(t *testing.T, dataDir string) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "link", "show", "type", "bridge").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "alias hearth:"+dataDir) {
+			f := strings.Fields(line)
+			names = append(names, strings.TrimSuffix(f[1], ":"))
+		}
+	}
+	return names
+}
+
+// TestDockerNetworkDataPath: containers on one network reach each other,
+// and nothing else: not another network's, not the default network's, not
+// the host; an internal network has no way out; the bridges and their
+// rules go with the networks.
+func TestDockerNetworkDataPath(t *testing.T) {
+	t.Parallel()
+	d := newDockerEnv(t)
+	d.n.must("image", "load", "-q", "-i", img.echo)
+	d.ok(t, "network", "create", "--subnet", "10.61.0.0/24", "na")
+	d.ok(t, "network", "create", "--subnet", "10.62.0.0/24", "nb")
+	d.ok(t, "network", "create", "--internal", "--subnet", "10.63.0.0/24", "ni")
+	port := freePort(t)
+	d.ok(t, "run", "-d", "--name", "a1", "--hostname", "a1-host", "--network", "na", "-p", fmt.Sprintf("%d:7", port), echoImg)
+	d.ok(t, "run", "-d", "--name", "a2", "--hostname", "a2-host", "--network", "na", "--ip", "10.61.0.50", echoImg)
+	d.ok(t, "run", "-d", "--name", "b1", "--network", "nb", echoImg)
+	d.ok(t, "run", "-d", "--name", "d1", echoImg)
+	d.ok(t, "run", "-d", "--name", "i1", "--network", "ni", echoImg)
+	ip := func(name string) string {
+		return strings.TrimSpace(d.ok(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name))
+	}
+	if got := ip("a2"); got != "10.61.0.50" {
+		t.Errorf("--ip: a2 has %q", got)
+	}
+	if got := ip("a1"); !strings.HasPrefix(got, "10.61.0.") || got == "10.61.0.1" || got == "10.61.0.50" {
+		t.Errorf("a1's address %q", got)
+	}
+	// nc from busybox: the echo answers with its hostname.
+	reach := func(from, addr string) (string, bool) {
+		r := d.docker(t, "exec", from, "sh", "-c", "echo hi | nc -w 3 "+addr+" 7")
+		return strings.TrimSpace(r.stdout), r.code == 0 && strings.Contains(r.stdout, "hi")
+	}
+	if out, ok := reach("a1", "10.61.0.50"); !ok || out != "a2-host hi" {
+		t.Errorf("a1 to a2 on one network: %q", out)
+	}
+	for _, c := range []struct{ from, to string }{{"a1", ip("b1")}, {"b1", "10.61.0.50"}, {"a1", ip("d1")}, {"d1", "10.61.0.50"}, {"i1", "10.61.0.50"}} {
+		if out, ok := reach(c.from, c.to); ok {
+			t.Errorf("%s reached %s across networks: %q", c.from, c.to, out)
+		}
+	}
+	// Not the host's own ports either, though the gateway is the host.
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("host\n"))
+			c.Close()
+		}
+	}()
+	_, hostPort, _ := net.SplitHostPort(ln.Addr().String())
+	if r := d.docker(t, "exec", "a1", "sh", "-c", "nc -w 3 10.61.0.1 "+hostPort); strings.Contains(r.stdout, "host") {
+		t.Errorf("a pod reached a port of the host: %s", r)
+	}
+	// An internal network has no way out: no default route.
+	if out := d.ok(t, "exec", "i1", "ip", "route"); strings.Contains(out, "default") {
+		t.Errorf("routes of a container on an internal network:\n%s", out)
+	}
+	if out := d.ok(t, "exec", "a1", "ip", "route"); !strings.Contains(out, "default via 10.61.0.1") {
+		t.Errorf("routes of a1:\n%s", out)
+	}
+	// Published ports work for containers on user networks.
+	if got := echoTCP(t, fmt.Sprintf("127.0.0.1:%d", port), "out"); got != "a1-host out" {
+		t.Errorf("through a1's published port: %q", got)
+	}
+	if out := d.ok(t, "network", "inspect", "na", "--format", "{{range .Containers}}{{.Name}} {{end}}"); !strings.Contains(out, "a1 ") || !strings.Contains(out, "a2 ") {
+		t.Errorf("network inspect na: %q", out)
+	}
+	if out := d.ok(t, "ps", "--filter", "network=na", "--format", "{{.Names}}"); len(strings.Fields(out)) != 2 {
+		t.Errorf("ps --filter network=na: %q", out)
+	}
+	// Bad input.
+	d.fails(t, 1, "has active endpoints", "network", "rm", "na")
+	d.fails(t, 125, "network nosuch not found", "run", "--rm", "--network", "nosuch", echoImg)
+	d.fails(t, 125, "Address already in use", "run", "--rm", "--network", "na", "--ip", "10.61.0.50", echoImg)
+	d.fails(t, 125, "no configured subnet or ip-range contain the IP address 10.99.0.5", "run", "--rm", "--network", "na", "--ip", "10.99.0.5", echoImg)
+
+	bridges := ownedBridges(t, d.n.Data)
+	if len(bridges) != 3 {
+		t.Errorf("bridges of the networks: %v", bridges)
+	}
+	d.ok(t, "rm", "-f", "a1", "a2", "b1", "d1", "i1")
+	d.ok(t, "network", "rm", "na", "nb", "ni")
+	eventually(t, time.Minute, "the networks' bridges to go", func() bool { return len(ownedBridges(t, d.n.Data)) == 0 })
+	tables, _ := exec.Command("nft", "list", "tables").Output()
+	for _, b := range bridges {
+		if strings.Contains(string(tables), "hearth_"+b) {
+			t.Errorf("nftables table of %s left behind", b)
+		}
+	}
+	d.assertNothingLeft(t, "networks")
 }
