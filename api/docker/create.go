@@ -246,6 +246,9 @@ func (s *Server) attachments(ctx context.Context, tenant string, req *container.
 			if ep != nil && ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address.IsValid() {
 				return nil, errdefs.InvalidArgument("user specified IP address is supported on user defined networks only (--network %s)", nm)
 			}
+			if ep != nil && len(ep.Aliases) > 0 {
+				return nil, errdefs.InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+			}
 		}
 		return nil, nil
 	}
@@ -269,8 +272,16 @@ func (s *Server) attachments(ctx context.Context, tenant string, req *container.
 			return nil, errdefs.InvalidArgument("network %s is given twice", ref)
 		}
 		at := model.Attachment{Network: n.Name}
-		if ep := eps[ref]; ep != nil && ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address.IsValid() {
-			at.IP = ep.IPAMConfig.IPv4Address.String()
+		if ep := eps[ref]; ep != nil {
+			if ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address.IsValid() {
+				at.IP = ep.IPAMConfig.IPv4Address.String()
+			}
+			for _, a := range ep.Aliases {
+				if !store.ValidAlias(a) || strings.ContainsAny(a, " \t") {
+					return nil, errdefs.InvalidArgument("invalid network alias %q", a)
+				}
+				at.Aliases = append(at.Aliases, a)
+			}
 		}
 		spec.Attachments = append(spec.Attachments, at)
 		nets[n.Name] = netInfo{Name: n.Alias, Subnet: n.Spec.Subnet, Gateway: n.Spec.Gateway}
@@ -676,9 +687,6 @@ func unsupported(req *container.CreateRequest) error {
 	}
 	if req.NetworkingConfig != nil {
 		for _, ep := range req.NetworkingConfig.EndpointsConfig {
-			if ep != nil && len(ep.Aliases) > 0 {
-				bad = append(bad, "--network-alias (name resolution on networks arrives next)")
-			}
 			if ep != nil && ep.IPAMConfig != nil && ep.IPAMConfig.IPv6Address.IsValid() {
 				bad = append(bad, "--ip6")
 			}

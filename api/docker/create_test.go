@@ -402,7 +402,6 @@ func TestUnsupported(t *testing.T) {
 		{want: "--network host", hc: container.HostConfig{NetworkMode: "host"}},
 		{want: "--network none", hc: container.HostConfig{NetworkMode: "none"}},
 		{want: "--network container:", hc: container.HostConfig{NetworkMode: "container:web"}},
-		{want: "--network-alias", nc: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"bridge": {Aliases: []string{"db"}}}}},
 		{want: "--cap-add", hc: container.HostConfig{CapAdd: []string{"NET_ADMIN"}}},
 		{want: "--cap-drop", hc: container.HostConfig{CapDrop: []string{"ALL"}}},
 		{want: "--security-opt", hc: container.HostConfig{SecurityOpt: []string{"seccomp=unconfined"}}},

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -63,6 +64,27 @@ func EnsureBlockVolume(path string, size int64) error {
 	if err != nil {
 		os.Remove(path)
 		return fmt.Errorf("format block volume %s: %w: %s", path, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ReplayJournal brings a block volume's ext4 journal up to date on the
+// host. A VM that died holding the volume leaves its journal to replay,
+// which the guest cannot do on a read-only disk: the mount would fail.
+// What the journal holds was synced by the container, so it must not be
+// skipped either.
+func ReplayJournal(path string) error {
+	fsck, err := exec.LookPath("e2fsck")
+	if err != nil {
+		return errdefs.FailedPrecondition("e2fsck not found: install e2fsprogs")
+	}
+	out, err := exec.Command(fsck, "-p", "-E", "journal_only", path).CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 1 {
+		return nil // errors corrected: the journal was replayed
+	}
+	if err != nil {
+		return fmt.Errorf("replay the journal of %s: %w: %s", path, err, bytes.TrimSpace(out))
 	}
 	return nil
 }

@@ -116,7 +116,10 @@ func (b Bridge) tableScript() string {
 			fmt.Fprintf(&chains, "\t\tiifname \"%[2]s\" iifname != \"%[1]s\" oifname \"%[1]s\" drop\n", b.Name, other)
 		}
 		fmt.Fprintf(&chains, "\t}\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n")
-		fmt.Fprintf(&chains, "\t\tiifname \"%[1]s\" ct state established,related accept\n\t\tiifname \"%[1]s\" drop\n\t}\n", b.Name)
+		// The network's resolver listens on the gateway (network/dns).
+		fmt.Fprintf(&chains, "\t\tiifname \"%[1]s\" ct state established,related accept\n", b.Name)
+		fmt.Fprintf(&chains, "\t\tiifname \"%[1]s\" ip daddr %[2]s udp dport 53 accept\n\t\tiifname \"%[1]s\" ip daddr %[2]s tcp dport 53 accept\n", b.Name, b.Gateway)
+		fmt.Fprintf(&chains, "\t\tiifname \"%[1]s\" drop\n\t}\n", b.Name)
 	}
 	return fmt.Sprintf("table ip %[1]s\ndelete table ip %[1]s\ntable ip %[1]s {\n%[2]s}\n", b.nftTable(), chains.String())
 }

@@ -321,6 +321,7 @@ func TestBridgeTableScript(t *testing.T) {
 		`iifname "hn0123456789ab" oifname "hn*" oifname != "hn0123456789ab" drop`,
 		`iifname "hearth0" iifname != "hn0123456789ab" oifname "hn0123456789ab" drop`,
 		`iifname "hn0123456789ab" ct state established,related accept`,
+		`iifname "hn0123456789ab" ip daddr 10.50.0.1 udp dport 53 accept`,
 	} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q:\n%s", want, script)

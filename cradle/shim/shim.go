@@ -214,6 +214,11 @@ func (s *Shim) boot(ctx context.Context) error {
 			if err := host.EnsureBlockVolume(v.Source, v.SizeBytes); err != nil {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
+			if v.ReadOnly {
+				if err := host.ReplayJournal(v.Source); err != nil {
+					return fmt.Errorf("volume %s: %w", v.Name, err)
+				}
+			}
 			cfg.Disks = append(cfg.Disks, host.Disk{Path: v.Source, Serial: guest.VolumeSerial(v.Name), ReadOnly: v.ReadOnly})
 		case spec.VolumeDir:
 			cfg.Shares = append(cfg.Shares, host.Share{Path: v.Source, Tag: guest.VolumeTag(v.Name), ReadOnly: v.ReadOnly})

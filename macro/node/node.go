@@ -44,6 +44,7 @@ import (
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/pki"
 	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/network/dns"
 	"github.com/hearth-cloud/hearth/network/ipam"
 	"github.com/hearth-cloud/hearth/network/proxy"
 )
@@ -152,12 +153,19 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ports := &proxy.Proxy{Log: o.Log}
 	defer ports.Close()
+	names := &dns.Book{}
+	var upstream []string
+	for _, a := range host.HostDNS() {
+		upstream = append(upstream, net.JoinHostPort(a, "53"))
+	}
+	resolvers := &dns.Resolvers{Book: names, Upstream: upstream, Log: o.Log}
+	defer resolvers.Close()
 	ag := &agent.Agent{
 		Node: o.Name, Role: mem.Role, Address: o.Listen, Labels: o.Labels, Accel: accel, LeaseTTL: o.LeaseTTL,
 		Capacity: capacity(o.CPUOvercommit),
 		Store:    st,
 		VMM:      &cradleVMM{rt: rt, accel: accel, logs: filepath.Join(o.DataDir, "macro", "logs")},
-		Build:    builder(st, images, rt, o.DataDir),
+		Build:    builder(st, resolvers, images, rt, o.DataDir),
 		NewID:    cradle.NewID,
 		Log:      o.Log,
 		Ports:    ports,
@@ -221,7 +229,7 @@ func Run(ctx context.Context, o Options) error {
 		defer srv.Close()
 	}
 
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	var wg sync.WaitGroup
 	run := func(fn func(context.Context) error) {
 		wg.Add(1)
@@ -229,8 +237,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	run(ag.Run)
 	run(dapi.Run)
+	run(func(ctx context.Context) error { return names.Follow(ctx, st) })
 	run(func(ctx context.Context) error {
-		return pruneBridges(ctx, st, defaultBridge(rt).Name, bridgeOwner(o.DataDir), o.Log)
+		return pruneBridges(ctx, st, resolvers, defaultBridge(rt).Name, bridgeOwner(o.DataDir), o.Log)
 	})
 	if mem.Role == model.RoleControl {
 		mgr := &controller.Manager{Node: o.Name, Store: st, Log: o.Log, LeaseTTL: o.LeaseTTL,
@@ -525,20 +534,32 @@ func bridgeOwner(dataDir string) string { return "hearth:" + dataDir }
 // gone: at start those whose network was deleted while the node was down,
 // then each as its network is deleted. A network is deleted only when no
 // pod uses it, so no pod loses its bridge.
-func pruneBridges(ctx context.Context, st *store.Store, defaultBridge, owner string, log *slog.Logger) error {
+func pruneBridges(ctx context.Context, st *store.Store, res *dns.Resolvers, defaultBridge, owner string, log *slog.Logger) error {
 	nets, _, err := store.List[model.Network](ctx, st, model.KindNetwork, "")
 	if err != nil {
 		return err
 	}
-	known := map[string]bool{}
-	for _, n := range nets {
-		if br, err := networkBridge(n, defaultBridge, owner); err == nil {
-			known[br.Name] = true
-		}
-	}
 	mine, err := host.OwnedBridges(owner)
 	if err != nil {
 		return err
+	}
+	owned := map[string]bool{}
+	for _, name := range mine {
+		owned[name] = true
+	}
+	known := map[string]bool{}
+	for _, n := range nets {
+		br, err := networkBridge(n, defaultBridge, owner)
+		if err != nil {
+			continue
+		}
+		known[br.Name] = true
+		if owned[br.Name] {
+			// Pods adopted on it keep their names answered.
+			if err := res.Ensure(br.Name, n.Tenant, n.Name, br.Gateway); err != nil {
+				log.Warn("serve names on a network", "network", n.Alias, "err", err)
+			}
+		}
 	}
 	for _, name := range mine {
 		if !known[name] {
@@ -555,6 +576,7 @@ func pruneBridges(ctx context.Context, st *store.Store, defaultBridge, owner str
 		if err != nil {
 			return
 		}
+		res.Stop(br.Name)
 		if err := br.Remove(); err != nil {
 			log.Warn("remove the bridge of a deleted network", "bridge", br.Name, "err", err)
 		}
@@ -568,7 +590,7 @@ func pruneBridges(ctx context.Context, st *store.Store, defaultBridge, owner str
 // attachNetworks gives the pod a NIC on each of its networks, on their
 // bridges here; the first network that is not internal carries the
 // default route.
-func attachNetworks(ctx context.Context, st *store.Store, p *model.Pod, defaultBridge, owner string) (*spec.Network, error) {
+func attachNetworks(ctx context.Context, st *store.Store, res *dns.Resolvers, p *model.Pod, defaultBridge, owner string) (*spec.Network, error) {
 	out := &spec.Network{}
 	routed := false
 	for i, at := range p.Spec.Attachments {
@@ -590,6 +612,13 @@ func attachNetworks(ctx context.Context, st *store.Store, p *model.Pod, defaultB
 		if err := br.Ensure(); err != nil {
 			return nil, err
 		}
+		if err := res.Ensure(br.Name, p.Tenant, n.Name, br.Gateway); err != nil {
+			return nil, err
+		}
+		if len(out.DNS) == 0 {
+			// The first network's resolver answers for all of the pod's.
+			out.DNS = []string{br.Gateway.String()}
+		}
 		ip, err := netip.ParseAddr(at.IP)
 		if err != nil {
 			return nil, fmt.Errorf("network %s: the pod has no address", n.Alias)
@@ -601,13 +630,10 @@ func attachNetworks(ctx context.Context, st *store.Store, p *model.Pod, defaultB
 		}
 		out.Interfaces = append(out.Interfaces, ifc)
 	}
-	if routed {
-		out.DNS = host.HostDNS()
-	}
 	return out, nil
 }
 
-func builder(st *store.Store, images *image.Service, rt *cradle.Runtime, dataDir string) agent.Builder {
+func builder(st *store.Store, res *dns.Resolvers, images *image.Service, rt *cradle.Runtime, dataDir string) agent.Builder {
 	return func(ctx context.Context, p *model.Pod, id string) (*spec.Launch, error) {
 		l := &spec.Launch{Version: spec.Version, ID: id, Hostname: p.Spec.Hostname,
 			Resources: spec.Resources{CPUs: p.Spec.Resources.CPUs, MemoryMiB: p.Spec.Resources.MemoryMiB}}
@@ -655,7 +681,7 @@ func builder(st *store.Store, images *image.Service, rt *cradle.Runtime, dataDir
 		var net *spec.Network
 		var err error
 		if len(p.Spec.Attachments) > 0 {
-			net, err = attachNetworks(ctx, st, p, defaultBridge(rt).Name, bridgeOwner(dataDir))
+			net, err = attachNetworks(ctx, st, res, p, defaultBridge(rt).Name, bridgeOwner(dataDir))
 		} else {
 			net, err = rt.DefaultNetwork(id)
 		}

@@ -125,7 +125,8 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	d.ok(t, "network", "create", "--internal", "--subnet", "10.63.0.0/24", "ni")
 	port := freePort(t)
 	d.ok(t, "run", "-d", "--name", "a1", "--hostname", "a1-host", "--network", "na", "-p", fmt.Sprintf("%d:7", port), echoImg)
-	d.ok(t, "run", "-d", "--name", "a2", "--hostname", "a2-host", "--network", "na", "--ip", "10.61.0.50", echoImg)
+	d.ok(t, "run", "-d", "--name", "a2", "--hostname", "a2-host", "--network", "na", "--ip", "10.61.0.50", "--network-alias", "svc", echoImg)
+	d.ok(t, "run", "-d", "--name", "a3", "--hostname", "a3-host", "--network", "na", "--network-alias", "svc", echoImg)
 	d.ok(t, "run", "-d", "--name", "b1", "--network", "nb", echoImg)
 	d.ok(t, "run", "-d", "--name", "d1", echoImg)
 	d.ok(t, "run", "-d", "--name", "i1", "--network", "ni", echoImg)
@@ -151,6 +152,32 @@ func TestDockerNetworkDataPath(t *testing.T) {
 			t.Errorf("%s reached %s across networks: %q", c.from, c.to, out)
 		}
 	}
+	// Names: the container's, its alias (answered in turn when several
+	// share it), only on the network.
+	if out, ok := reach("a1", "a2"); !ok || out != "a2-host hi" {
+		t.Errorf("a1 to a2 by name: %q", out)
+	}
+	// (getaddrinfo sorts answers by prefix, so the order is read from
+	// nslookup, which shows the resolver's.)
+	a3 := ip("a3")
+	first := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		out := d.ok(t, "exec", "a1", "nslookup", "-type=a", "svc")
+		i2, i3 := strings.Index(out, "10.61.0.50"), strings.Index(out, a3)
+		if i2 < 0 || i3 < 0 {
+			t.Fatalf("nslookup svc:\n%s", out)
+		}
+		first[map[bool]string{true: "a2", false: "a3"}[i2 < i3]] = true
+	}
+	if !first["a2"] || !first["a3"] {
+		t.Errorf("the alias svc was not answered in turn: first %v", first)
+	}
+	if r := d.docker(t, "exec", "b1", "nslookup", "a2"); strings.Contains(r.stdout, "10.61.0.50") {
+		t.Errorf("b1 resolved a2 across networks: %s", r)
+	}
+	code, body, _ := d.api(t, "POST", "/containers/create", `{"Image":"`+echoImg+`","NetworkingConfig":{"EndpointsConfig":{"bridge":{"Aliases":["x"]}}}}`)
+	apiError(t, "an alias on the default network", code, body, http.StatusBadRequest, "network-scoped alias is supported only for containers in user defined networks")
+
 	// Not the host's own ports either, though the gateway is the host.
 	ln, err := net.Listen("tcp", "0.0.0.0:0")
 	if err != nil {
@@ -185,7 +212,7 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	if out := d.ok(t, "network", "inspect", "na", "--format", "{{range .Containers}}{{.Name}} {{end}}"); !strings.Contains(out, "a1 ") || !strings.Contains(out, "a2 ") {
 		t.Errorf("network inspect na: %q", out)
 	}
-	if out := d.ok(t, "ps", "--filter", "network=na", "--format", "{{.Names}}"); len(strings.Fields(out)) != 2 {
+	if out := d.ok(t, "ps", "--filter", "network=na", "--format", "{{.Names}}"); len(strings.Fields(out)) != 3 {
 		t.Errorf("ps --filter network=na: %q", out)
 	}
 	// Bad input.
@@ -198,7 +225,7 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	if len(bridges) != 3 {
 		t.Errorf("bridges of the networks: %v", bridges)
 	}
-	d.ok(t, "rm", "-f", "a1", "a2", "b1", "d1", "i1")
+	d.ok(t, "rm", "-f", "a1", "a2", "a3", "b1", "d1", "i1")
 	d.ok(t, "network", "rm", "na", "nb", "ni")
 	eventually(t, time.Minute, "the networks' bridges to go", func() bool { return len(ownedBridges(t, d.n.Data)) == 0 })
 	tables, _ := exec.Command("nft", "list", "tables").Output()

@@ -1032,10 +1032,10 @@ func (d *dockerEnv) testBadInput(t *testing.T) {
 		t.Errorf("kill with a bad signal: %d %s", code, body)
 	}
 	d.fails(t, 1, "invalid signal", "kill", "-s", "NOPE", "dup")
-	// User-defined networks are refused until they arrive, by name.
-	r := d.fails(t, 125, "", "run", "--rm", "--network", "backend", dockerImg, "true")
-	if !strings.Contains(r.stderr, "--network backend") {
-		t.Errorf("run --network: the message does not name the option: %q", r.stderr)
+	// A network that does not exist, by name (and no pull of the image).
+	r := d.fails(t, 125, "network backend not found", "run", "--rm", "--network", "backend", dockerImg, "true")
+	if strings.Contains(r.stderr, "Unable to find image") {
+		t.Errorf("run --network of a missing network tried a pull: %q", r.stderr)
 	}
 	if out := d.ok(t, "ps", "-a", "-q", "--filter", "ancestor="+dockerImg, "--filter", "status=created"); len(strings.Fields(out)) != 2 {
 		t.Errorf("refused runs left containers: %q", out)
