@@ -168,3 +168,63 @@ func TestBenchPorts(t *testing.T) {
 	fmt.Fprintf(w, "throughput: proxy %.2fx of direct, %.2fx of loopback; direct %.2fx of loopback\n",
 		tp[published]/tp[direct], tp[published]/tp[loop], tp[direct]/tp[loop])
 }
+
+// TestBenchNetwork measures TCP throughput pod→pod on one user network:
+// the echo image's client streams through an echo in another pod and
+// reads it back. The baseline is the same echo on host loopback.
+func TestBenchNetwork(t *testing.T) {
+	e := setup(t)
+	n := dockerNode(t, e, "nw1", 10)
+	docker := func(args ...string) string {
+		out, err := dockerCmd(e, n, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	echo, err := testimage.Echo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tar := filepath.Join(e.dir, "echo.tar")
+	if err := testimage.WriteDockerArchive(tar, "hearth.bench/echo:latest", echo); err != nil {
+		t.Fatal(err)
+	}
+	docker("load", "-i", tar)
+	// Its own subnet: other clusters on this host may use the pools.
+	docker("network", "create", "--subnet", "10.64.0.0/24", "bench")
+	docker("run", "-d", "--name", "server", "--network", "bench", "hearth.bench/echo:latest")
+	docker("run", "-d", "--name", "client", "--network", "bench", "hearth.bench/echo:latest")
+	defer func() {
+		dockerCmd(e, n, "rm", "-f", "server", "client").Run()
+		dockerCmd(e, n, "network", "rm", "bench").Run()
+	}()
+	const size = 64 << 20
+	var pod float64
+	for i := 0; i < 4; i++ {
+		out, err := dockerCmd(e, n, "exec", "client", "/echo", "send", "server:7", fmt.Sprint(size)).CombinedOutput()
+		if err != nil {
+			if i == 0 {
+				time.Sleep(time.Second) // the server may be starting still
+				continue
+			}
+			t.Fatalf("send: %v\n%s", err, out)
+		}
+		var mb float64
+		fmt.Sscan(string(out), &mb)
+		pod = max(pod, mb)
+	}
+	loop := loopbackEcho(t)
+	var base float64
+	for i := 0; i < 3; i++ {
+		mb, err := throughput(loop, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base = max(base, mb)
+	}
+	fmt.Fprintf(os.Stdout, "\nPod to pod on one network (accelerator %s): 64 MiB through an echo and back, best run\n\n", e.accel)
+	fmt.Fprintf(os.Stdout, "| %-24s | %10s |\n|%s|%s|\n", "path", "MiB/s", strings.Repeat("-", 26), strings.Repeat("-", 12))
+	fmt.Fprintf(os.Stdout, "| %-24s | %10.0f |\n| %-24s | %10.0f |\n", "pod to pod", pod, "host loopback", base)
+	fmt.Fprintf(os.Stdout, "\npod to pod / loopback: %.2fx\n", pod/base)
+}

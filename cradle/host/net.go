@@ -142,9 +142,32 @@ func nft(script, what string) error {
 // none. Two bridges of one subnet on a host would make its routes
 // ambiguous.
 func OverlappingBridge(name, prefix string, subnet netip.Prefix) (string, error) {
+	other, _, err := overlapping(name, prefix, subnet)
+	return other, err
+}
+
+// RemoveOrphans removes the bridges with prefix whose owner, per alive,
+// is gone (a node whose data dir was deleted left them).
+func RemoveOrphans(prefix string, alive func(owner string) bool) error {
 	links, err := netlink.LinkList()
 	if err != nil {
-		return "", fmt.Errorf("list links: %w", err)
+		return fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if l.Type() == "bridge" && strings.HasPrefix(a.Name, prefix) && a.Alias != "" && !alive(a.Alias) {
+			if err := (Bridge{Name: a.Name}).Remove(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func overlapping(name, prefix string, subnet netip.Prefix) (string, string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return "", "", fmt.Errorf("list links: %w", err)
 	}
 	for _, l := range links {
 		n := l.Attrs().Name
@@ -159,12 +182,12 @@ func OverlappingBridge(name, prefix string, subnet netip.Prefix) (string, error)
 			if p, ok := netip.AddrFromSlice(a.IP); ok {
 				bits, _ := a.Mask.Size()
 				if netip.PrefixFrom(p.Unmap(), bits).Masked().Overlaps(subnet) {
-					return n, nil
+					return n, l.Attrs().Alias, nil
 				}
 			}
 		}
 	}
-	return "", nil
+	return "", "", nil
 }
 
 // OwnedBridges lists the bridges whose owner is owner.
@@ -185,13 +208,17 @@ func OwnedBridges(owner string) ([]string, error) {
 // Remove deletes the bridge and its nftables table; a bridge that is not
 // there is no error.
 func (b Bridge) Remove() error {
+	// The rules first: a bridge that is gone has nothing left behind.
+	script := fmt.Sprintf("table ip %[1]s\ndelete table ip %[1]s\n", b.nftTable())
+	if err := nft(script, "remove nftables rules of "+b.Name); err != nil {
+		return err
+	}
 	if link, err := netlink.LinkByName(b.Name); err == nil {
 		if err := netlink.LinkDel(link); err != nil {
 			return fmt.Errorf("remove bridge %s: %w", b.Name, err)
 		}
 	}
-	script := fmt.Sprintf("table ip %[1]s\ndelete table ip %[1]s\n", b.nftTable())
-	return nft(script, "remove nftables rules of "+b.Name)
+	return nil
 }
 
 // OpenTap creates a tap device that lives as long as a descriptor to it is

@@ -530,6 +530,17 @@ func networkBridge(n *model.Network, defaultBridge, owner string) (host.Bridge, 
 // a host.
 func bridgeOwner(dataDir string) string { return "hearth:" + dataDir }
 
+// ownerAlive reports whether the node that owns a bridge still has its
+// data dir.
+func ownerAlive(owner string) bool {
+	dir, ok := strings.CutPrefix(owner, "hearth:")
+	if !ok {
+		return true // not ours to judge
+	}
+	_, err := os.Stat(dir)
+	return err == nil
+}
+
 // pruneBridges removes this node's bridges of user networks that are
 // gone: at start those whose network was deleted while the node was down,
 // then each as its network is deleted. A network is deleted only when no
@@ -603,6 +614,13 @@ func attachNetworks(ctx context.Context, st *store.Store, res *dns.Resolvers, p 
 			return nil, err
 		}
 		other, err := host.OverlappingBridge(br.Name, userBridgePrefix, br.Subnet)
+		if err == nil && other != "" {
+			// Perhaps a bridge a deleted node left behind.
+			if err := host.RemoveOrphans(userBridgePrefix, ownerAlive); err != nil {
+				return nil, err
+			}
+			other, err = host.OverlappingBridge(br.Name, userBridgePrefix, br.Subnet)
+		}
 		if err != nil {
 			return nil, err
 		}

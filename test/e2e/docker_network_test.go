@@ -227,12 +227,14 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	}
 	d.ok(t, "rm", "-f", "a1", "a2", "a3", "b1", "d1", "i1")
 	d.ok(t, "network", "rm", "na", "nb", "ni")
-	eventually(t, time.Minute, "the networks' bridges to go", func() bool { return len(ownedBridges(t, d.n.Data)) == 0 })
-	tables, _ := exec.Command("nft", "list", "tables").Output()
-	for _, b := range bridges {
-		if strings.Contains(string(tables), "hearth_"+b) {
-			t.Errorf("nftables table of %s left behind", b)
+	eventually(t, time.Minute, "the networks' bridges and their nftables tables to go", func() bool {
+		tables, _ := exec.Command("nft", "list", "tables").Output()
+		for _, b := range bridges {
+			if strings.Contains(string(tables), "hearth_"+b) {
+				return false
+			}
 		}
-	}
+		return len(ownedBridges(t, d.n.Data)) == 0
+	})
 	d.assertNothingLeft(t, "networks")
 }
