@@ -1,76 +1,19 @@
 package admin_test
 
 import (
-	"context"
-	"fmt"
-	"log/slog"
-	"net"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hearth-cloud/hearth/macro/cluster"
+	"github.com/hearth-cloud/hearth/internal/testetcd"
 )
 
-// freePort is a TCP port on 127.0.0.1 that nothing listened on a moment
-// ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+type testEtcd = testetcd.Etcd
 
-// testEtcd is an embedded etcd member for one test.
-type testEtcd struct {
-	*cluster.Etcd
-	URL string
-	// Stop closes the member (and its client) before the test ends.
-	Stop func()
-}
+func startEtcd(t testing.TB) *testEtcd { return testetcd.Start(t) }
 
-// startEtcd runs an embedded etcd member in a temporary directory; it is
-// closed when the test ends.
-func startEtcd(t testing.TB) *testEtcd {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		clientURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-		e, err := cluster.StartEtcd(ctx, cluster.EtcdConfig{
-			Name:      "test",
-			DataDir:   t.TempDir(),
-			ClientURL: clientURL,
-			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-			Log:       slog.New(slog.DiscardHandler),
-		})
-		if err == nil {
-			te := &testEtcd{Etcd: e, URL: clientURL, Stop: sync.OnceFunc(e.Close)}
-			t.Cleanup(te.Stop)
-			return te
-		}
-		lastErr = err
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	t.Fatalf("start etcd: %v", lastErr)
-	return nil
-}
+func freePort(t testing.TB) int { return testetcd.FreePort(t) }
 
-// eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testetcd.Eventually(t, d, what, cond)
 }
