@@ -38,8 +38,12 @@ type container struct {
 	started bool
 	pid     int
 	exited  chan struct{}
-	exit    spec.ExitStatus
-	cgroup  string
+	// reported is closed once the exit status is on its way to the host
+	// (the start stream's last frame): a shutdown waits for it, or the
+	// host would learn only that the VM went.
+	reported chan struct{}
+	exit     spec.ExitStatus
+	cgroup   string
 }
 
 // start creates the container's namespaces and rootfs and starts its

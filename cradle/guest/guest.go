@@ -234,7 +234,7 @@ func (g *Guest) setup(l *spec.Launch, now time.Time) error {
 	}
 	g.mu.Lock()
 	for _, c := range l.Containers {
-		g.containers[c.Name] = &container{spec: c, dir: filepath.Join(runDir, "c", c.Name), exited: make(chan struct{})}
+		g.containers[c.Name] = &container{spec: c, dir: filepath.Join(runDir, "c", c.Name), exited: make(chan struct{}), reported: make(chan struct{})}
 	}
 	g.mu.Unlock()
 	return nil
@@ -409,6 +409,10 @@ func (g *Guest) stopAll(timeout time.Duration) {
 		case <-deadline:
 			signalAll(func(*container) unix.Signal { return unix.SIGKILL })
 			<-c.exited
+		}
+		select {
+		case <-c.reported:
+		case <-time.After(2 * time.Second):
 		}
 	}
 }

@@ -148,6 +148,7 @@ func (g *Guest) handle(st net.Conn) {
 			c.exit = es
 			c.mu.Unlock()
 			close(c.exited)
+			close(c.reported)
 			return
 		}
 		// Even when nobody reads the answer, the process runs and is served.
@@ -161,6 +162,7 @@ func (g *Guest) handle(st net.Conn) {
 			c.mu.Unlock()
 			close(c.exited)
 		})
+		close(c.reported)
 
 	case spec.OpExec:
 		c, err := g.container(req.Container)
