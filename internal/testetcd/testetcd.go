@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -74,5 +76,33 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Main runs a package's tests and fails them when they leave goroutines
+// behind (watches, agents, managers, etcd servers): call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if left := leftover(10 * time.Second); left != "" {
+			fmt.Fprintf(os.Stderr, "goroutines left behind by the tests:\n\n%s\n", left)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leftover waits for every goroutine but this one to end, and returns
+// the stacks of those that do not.
+func leftover(d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n")
+		left := stacks[1:] // the first is this goroutine
+		if len(left) == 0 || time.Now().After(deadline) {
+			return strings.Join(left, "\n\n")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
