@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/hearth-cloud/hearth/cradle/spec"
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/volume"
 )
 
 type handleFunc func(pattern string, h func(w http.ResponseWriter, r *http.Request, tenant string))
@@ -33,7 +35,18 @@ func (s *Server) containerRoutes(handle handleFunc) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, c.inspect())
+		out := c.inspect()
+		for i, m := range out.Mounts {
+			if m.Type == "volume" {
+				// Where the volume's data is on its node.
+				for _, v := range c.pod.Spec.Volumes {
+					if v.Type == "volume" && v.Alias == m.Name {
+						out.Mounts[i].Source = volume.Path(s.DataDir, tenant, v.Source, v.Shared)
+					}
+				}
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	handle("POST /containers/{id}/start", s.startContainer)
 	handle("POST /containers/{id}/stop", s.stopContainer)
@@ -264,22 +277,19 @@ func (s *Server) start(ctx context.Context, tenant, ref string) error {
 		return errNotModified
 	}
 	timeout, sig := c.configuredStop()
-	updated, err := store.Modify[model.Pod](ctx, s.Store, model.KindPod, tenant, c.ID(), func(p *model.Pod) (bool, error) {
-		if p.Status.Phase == model.PhaseRunning && p.Spec.Desired == model.DesiredRunning {
-			return false, errNotModified
-		}
-		p.Spec.Desired = model.DesiredRunning
-		p.Spec.HoldStart = true
-		p.Spec.ExitOnNext = false
-		p.Spec.StopTimeout = timeout
-		p.Spec.Containers[0].StopSignal = sig
-		if model.Terminal(p.Status.Phase) && p.Status.Phase != model.PhaseLost {
-			// A start is a new run: it counts no restarts.
-			p.Status.RestartCount = 0
-		}
-		return true, nil
+	var updated *model.Pod
+	err = s.withVolumesFree(ctx, c.pod, func() (err error) {
+		updated, err = s.markStarted(ctx, tenant, c.ID(), timeout, sig)
+		return err
 	})
 	if err != nil {
+		if c.host.AutoRemove && !errors.Is(err, errNotModified) {
+			// As Docker's, a --rm container that cannot start goes:
+			// the attached CLI waits for its removal.
+			if rerr := s.remove(context.WithoutCancel(ctx), tenant, c, true); rerr == nil {
+				volume.RemoveAnonymous(context.WithoutCancel(ctx), s.Store, c.pod)
+			}
+		}
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, startTimeout)
@@ -298,6 +308,49 @@ func (s *Server) start(ctx context.Context, tenant, ref string) error {
 		return fmt.Errorf("start container %s: %w", c.ID()[:12], err)
 	}
 	return nil
+}
+
+// markStarted sets a container's pod to run, held for the start that
+// follows.
+func (s *Server) markStarted(ctx context.Context, tenant, id string, timeout *int, sig int) (*model.Pod, error) {
+	return store.Modify[model.Pod](ctx, s.Store, model.KindPod, tenant, id, func(p *model.Pod) (bool, error) {
+		if p.Status.Phase == model.PhaseRunning && p.Spec.Desired == model.DesiredRunning {
+			return false, errNotModified
+		}
+		p.Spec.Desired = model.DesiredRunning
+		p.Spec.HoldStart = true
+		p.Spec.ExitOnNext = false
+		p.Spec.StopTimeout = timeout
+		p.Spec.Containers[0].StopSignal = sig
+		if model.Terminal(p.Status.Phase) && p.Status.Phase != model.PhaseLost {
+			// A start is a new run: it counts no restarts.
+			p.Status.RestartCount = 0
+		}
+		return true, nil
+	})
+}
+
+// withVolumesFree runs fn, which starts p, once no other running pod
+// holds p's disk volumes in a way that excludes p; under the tenant's
+// lock, so that two starts cannot both pass.
+func (s *Server) withVolumesFree(ctx context.Context, p *model.Pod, fn func() error) error {
+	disks := false
+	for _, v := range p.Spec.Volumes {
+		disks = disks || (v.Type == "volume" && !v.Shared)
+	}
+	if !disks {
+		return fn()
+	}
+	return s.Store.Locked(ctx, store.TenantLock(p.Tenant), func() error {
+		pods, _, err := store.List[model.Pod](ctx, s.Store, model.KindPod, p.Tenant)
+		if err != nil {
+			return err
+		}
+		if err := volume.Conflict(p, pods); err != nil {
+			return err
+		}
+		return fn()
+	})
 }
 
 // waitStarted follows a pod after the start written at rev until it runs,
@@ -506,6 +559,16 @@ func (s *Server) removeContainer(w http.ResponseWriter, r *http.Request, tenant 
 	if err := s.remove(ctx, tenant, c, boolParam(r, "force")); err != nil {
 		writeError(w, err)
 		return
+	}
+	if boolParam(r, "v") {
+		removed, err := volume.RemoveAnonymous(ctx, s.Store, c.pod)
+		for _, name := range removed {
+			s.emit(tenant, events.VolumeEventType, events.ActionDestroy, name, map[string]string{"driver": "local"})
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

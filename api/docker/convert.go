@@ -396,6 +396,8 @@ func (c *ctr) mounts() []container.MountPoint {
 				mp.Propagation = "rprivate"
 			case "tmpfs":
 				mp.Type = "tmpfs"
+			case "volume":
+				mp.Type, mp.Name, mp.Driver, mp.Source = "volume", v.Alias, "local", ""
 			}
 			if m.ReadOnly {
 				mp.Mode = "ro"

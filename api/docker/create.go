@@ -65,15 +65,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request, tenant 
 		if name == "" {
 			pod.Alias = randomName(attempt)
 		}
-		if s.Networks != nil {
-			// Addresses on the pod's networks are assigned as it is made.
-			err = s.Networks.CreatePod(r.Context(), pod)
-			if errdefs.IsNotFound(err) {
-				err = errdefs.InvalidArgument("%v", err) // the network went meanwhile
-			}
-		} else {
-			err = s.Store.Create(r.Context(), pod)
-		}
+		err = s.createPod(r.Context(), pod)
 		var inUse *store.AliasInUseError
 		if errors.As(err, &inUse) {
 			if name == "" && attempt < 10 {
@@ -88,6 +80,52 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request, tenant 
 		return
 	}
 	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: pod.Name, Warnings: warnings})
+}
+
+// createPod stores a new pod. One on user networks or with volumes is
+// made under its tenant's lock, which keeps its addresses unique and its
+// volumes from going away meanwhile.
+func (s *Server) createPod(ctx context.Context, pod *model.Pod) error {
+	needsLock := len(pod.Spec.Attachments) > 0
+	for _, v := range pod.Spec.Volumes {
+		needsLock = needsLock || v.Type == "volume"
+	}
+	if !needsLock {
+		return s.Store.Create(ctx, pod)
+	}
+	return s.Store.Locked(ctx, store.TenantLock(pod.Tenant), func() error {
+		if len(pod.Spec.Attachments) > 0 {
+			if s.Networks == nil {
+				return errdefs.Unavailable("networks are not served here")
+			}
+			err := s.Networks.Assign(ctx, pod)
+			if errdefs.IsNotFound(err) {
+				err = errdefs.InvalidArgument("%v", err) // the network went meanwhile
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for _, v := range pod.Spec.Volumes {
+			if v.Type != "volume" {
+				continue
+			}
+			vm, err := s.volumes()
+			if err != nil {
+				return err
+			}
+			undo, err := vm.Attach(ctx, pod, nil)
+			if err != nil {
+				return err
+			}
+			if err := s.Store.Create(ctx, pod); err != nil {
+				undo()
+				return err
+			}
+			return nil
+		}
+		return s.Store.Create(ctx, pod)
+	})
 }
 
 // podFor turns a create request into the pod that runs it.
@@ -107,11 +145,6 @@ func (s *Server) podFor(r *http.Request, tenant string, req *container.CreateReq
 	icf, err := img.ConfigFile()
 	if err != nil {
 		return nil, nil, fmt.Errorf("image %s: %w", cfg.Image, err)
-	}
-	for p := range cfg.Volumes {
-		if _, ok := icf.Config.Volumes[p]; !ok {
-			return nil, nil, errdefs.InvalidArgument("anonymous volumes (-v %s) are not supported yet", p)
-		}
 	}
 	merged := mergeConfig(cfg, &icf.Config)
 	args := append(append([]string(nil), merged.Entrypoint...), merged.Cmd...)
@@ -173,7 +206,7 @@ func (s *Server) podFor(r *http.Request, tenant string, req *container.CreateReq
 	if hc.AutoRemove && spec.Restart.Policy != model.RestartNo {
 		return nil, nil, errdefs.InvalidArgument("can't create 'AutoRemove' container with restart policy")
 	}
-	if err := mounts(hc, &spec); err != nil {
+	if err := mounts(hc, &spec, merged.Volumes); err != nil {
 		return nil, nil, err
 	}
 	if spec.Ports, err = publishedPorts(hc, merged.ExposedPorts); err != nil {
@@ -530,8 +563,11 @@ func restartPolicy(p container.RestartPolicy) (model.Restart, error) {
 	return r, nil
 }
 
-// mounts turns -v, --mount and --tmpfs into pod volumes.
-func mounts(hc *container.HostConfig, ps *model.PodSpec) error {
+// mounts turns -v, --mount and --tmpfs into pod volumes, and gives each
+// of anon's paths (-v /path, the image's VOLUMEs) that is not mounted
+// otherwise an anonymous volume. Volumes are resolved later
+// (volume.Manager.Attach).
+func mounts(hc *container.HostConfig, ps *model.PodSpec, anon map[string]struct{}) error {
 	c := &ps.Containers[0]
 	targets := map[string]bool{}
 	add := func(v model.Volume, target string, ro bool) error {
@@ -575,10 +611,13 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec) error {
 	}
 	for _, b := range hc.Binds {
 		parts := strings.Split(b, ":")
-		if len(parts) < 2 || len(parts) > 3 {
-			if len(parts) == 1 {
-				return errdefs.InvalidArgument("anonymous volumes (-v %s) are not supported yet", b)
+		if len(parts) == 1 {
+			if err := add(model.Volume{Type: "volume"}, b, false); err != nil {
+				return err
 			}
+			continue
+		}
+		if len(parts) > 3 || parts[0] == "" || parts[1] == "" {
 			return errdefs.InvalidArgument("invalid volume specification: '%s'", b)
 		}
 		ro := false
@@ -596,7 +635,13 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec) error {
 			}
 		}
 		if !strings.HasPrefix(parts[0], "/") {
-			return errdefs.InvalidArgument("named volumes (-v %s) are not supported yet", b)
+			if err := validVolumeName(parts[0]); err != nil {
+				return err
+			}
+			if err := add(model.Volume{Type: "volume", Alias: parts[0]}, parts[1], ro); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := bind(parts[0], parts[1], ro, true); err != nil {
 			return err
@@ -623,7 +668,21 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec) error {
 				return err
 			}
 		case mount.TypeVolume:
-			return errdefs.InvalidArgument("volume mounts (--mount type=volume) are not supported yet")
+			o := m.VolumeOptions
+			if o != nil && (o.Subpath != "" || (o.DriverConfig != nil && (o.DriverConfig.Name != "" && o.DriverConfig.Name != "local" || len(o.DriverConfig.Options) > 0)) || len(o.Labels) > 0) {
+				return errdefs.InvalidArgument("invalid mount config for type \"volume\": volume-subpath, volume-driver, volume-opt and volume-label are not supported: create the volume first (docker volume create)")
+			}
+			if m.Source != "" {
+				if err := validVolumeName(m.Source); err != nil {
+					return err
+				}
+			}
+			if err := add(model.Volume{Type: "volume", Alias: m.Source}, m.Target, m.ReadOnly); err != nil {
+				return err
+			}
+			if o != nil && o.NoCopy {
+				c.Mounts[len(c.Mounts)-1].NoCopy = true
+			}
 		default:
 			return errdefs.InvalidArgument("invalid mount config: mount type %q is not supported", m.Type)
 		}
@@ -653,6 +712,19 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec) error {
 			}
 		}
 		if err := add(v, t, ro); err != nil {
+			return err
+		}
+	}
+	var paths []string
+	for p := range anon {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		if path.IsAbs(p) && targets[path.Clean(p)] {
+			continue // mounted otherwise
+		}
+		if err := add(model.Volume{Type: "volume"}, p, false); err != nil {
 			return err
 		}
 	}

@@ -469,7 +469,7 @@ func TestMountsBinds(t *testing.T) {
 
 	ps := testPodSpec()
 	hc := &container.HostConfig{Binds: []string{src + ":/data", src + ":/ro:ro", src + ":/z:rw,z", missing + ":/made/"}}
-	if err := mounts(hc, ps); err != nil {
+	if err := mounts(hc, ps, nil); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(missing); err != nil || !fi.IsDir() {
@@ -490,9 +490,10 @@ func TestMountsBinds(t *testing.T) {
 		bind string
 		want string
 	}{
-		{"/data", "anonymous volumes (-v /data) are not supported yet"},
-		{"named:/data", "named volumes (-v named:/data) are not supported yet"},
-		{"./rel:/data", "named volumes"},
+		{"./rel:/data", `"./rel" includes invalid characters for a local volume name`},
+		{"bad@name:/data", `create bad@name: "bad@name" includes invalid characters`},
+		{":/data", "invalid volume specification"},
+		{"named:", "invalid volume specification"},
 		{src + ":/data:xyz", "invalid mode: xyz"},
 		{src + ":/data:ro,bogus", "invalid mode: ro,bogus"},
 		{src + ":/data:ro:extra", "invalid volume specification"},
@@ -501,10 +502,10 @@ func TestMountsBinds(t *testing.T) {
 		{file + ":/file", "single files"},
 	}
 	for _, tt := range bad {
-		err := mounts(&container.HostConfig{Binds: []string{tt.bind}}, testPodSpec())
+		err := mounts(&container.HostConfig{Binds: []string{tt.bind}}, testPodSpec(), nil)
 		wantInvalid(t, "-v "+tt.bind, err, tt.want)
 	}
-	err := mounts(&container.HostConfig{Binds: []string{src + ":/data", src + ":/data/"}}, testPodSpec())
+	err := mounts(&container.HostConfig{Binds: []string{src + ":/data", src + ":/data/"}}, testPodSpec(), nil)
 	wantInvalid(t, "duplicate", err, "Duplicate mount point: /data")
 }
 
@@ -514,7 +515,7 @@ func TestMountsBindConsistencyModes(t *testing.T) {
 	src := t.TempDir()
 	var bad []string
 	for _, mode := range []string{"cached", "delegated", "consistent", "ro,cached"} {
-		if err := mounts(&container.HostConfig{Binds: []string{src + ":/data:" + mode}}, testPodSpec()); err != nil {
+		if err := mounts(&container.HostConfig{Binds: []string{src + ":/data:" + mode}}, testPodSpec(), nil); err != nil {
 			bad = append(bad, mode+" ("+err.Error()+")")
 		}
 	}
@@ -531,7 +532,7 @@ func TestMountsMountFlag(t *testing.T) {
 		{Type: mount.TypeTmpfs, Target: "/t", TmpfsOptions: &mount.TmpfsOptions{SizeBytes: 1 << 20}},
 		{Type: mount.TypeTmpfs, Target: "/t2"},
 	}}
-	if err := mounts(hc, ps); err != nil {
+	if err := mounts(hc, ps, nil); err != nil {
 		t.Fatal(err)
 	}
 	wantVols := []model.Volume{{Name: "m0", Type: "bind", Source: src}, {Name: "m1", Type: "tmpfs", SizeBytes: 1 << 20},
@@ -556,11 +557,13 @@ func TestMountsMountFlag(t *testing.T) {
 			"bind options"},
 		{mount.Mount{Type: mount.TypeBind, Source: src, Target: "b"}, "mount path must be absolute: b"},
 		{mount.Mount{Type: mount.TypeTmpfs, Source: "x", Target: "/t"}, `invalid mount config for type "tmpfs": source must not be specified`},
-		{mount.Mount{Type: mount.TypeVolume, Source: "v", Target: "/v"}, "volume mounts"},
+		{mount.Mount{Type: mount.TypeVolume, Source: "v@", Target: "/v"}, "invalid characters for a local volume name"},
+		{mount.Mount{Type: mount.TypeVolume, Source: "vv", Target: "v"}, "mount path must be absolute"},
+		{mount.Mount{Type: mount.TypeVolume, Source: "vv", Target: "/v", VolumeOptions: &mount.VolumeOptions{Subpath: "x"}}, "volume-subpath"},
 		{mount.Mount{Type: "npipe", Target: "/p"}, `mount type "npipe" is not supported`},
 	}
 	for _, tt := range bad {
-		err := mounts(&container.HostConfig{Mounts: []mount.Mount{tt.m}}, testPodSpec())
+		err := mounts(&container.HostConfig{Mounts: []mount.Mount{tt.m}}, testPodSpec(), nil)
 		wantInvalid(t, "--mount "+string(tt.m.Type)+" "+tt.m.Source, err, tt.want)
 	}
 	// --mount does not create a missing source, unlike -v.
@@ -576,7 +579,7 @@ func TestMountsTmpfs(t *testing.T) {
 		"/cache": "ro,mode=1777",
 		"/tmp":   "",
 	}}
-	if err := mounts(hc, ps); err != nil {
+	if err := mounts(hc, ps, nil); err != nil {
 		t.Fatal(err)
 	}
 	// In the order of their targets, so the spec is stable.
@@ -599,13 +602,45 @@ func TestMountsTmpfs(t *testing.T) {
 		{"/", "", "destination can't be '/'"},
 	}
 	for _, tt := range bad {
-		err := mounts(&container.HostConfig{Tmpfs: map[string]string{tt.target: tt.opts}}, testPodSpec())
+		err := mounts(&container.HostConfig{Tmpfs: map[string]string{tt.target: tt.opts}}, testPodSpec(), nil)
 		wantInvalid(t, "--tmpfs "+tt.target+":"+tt.opts, err, tt.want)
 	}
 	// A -v and a --tmpfs on one target collide.
 	src := t.TempDir()
-	err := mounts(&container.HostConfig{Binds: []string{src + ":/data"}, Tmpfs: map[string]string{"/data": ""}}, testPodSpec())
+	err := mounts(&container.HostConfig{Binds: []string{src + ":/data"}, Tmpfs: map[string]string{"/data": ""}}, testPodSpec(), nil)
 	wantInvalid(t, "-v and --tmpfs", err, "Duplicate mount point: /data")
+}
+
+// Named and anonymous volumes from -v, --mount and the image's VOLUMEs;
+// an image volume that is mounted otherwise gets no anonymous one.
+func TestMountsVolumes(t *testing.T) {
+	ps := testPodSpec()
+	hc := &container.HostConfig{
+		Binds: []string{"data:/data", "logs_1.x:/logs:ro", "/anon"},
+		Mounts: []mount.Mount{
+			{Type: mount.TypeVolume, Source: "cfg", Target: "/cfg", ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true}},
+			{Type: mount.TypeVolume, Target: "/anon2"},
+		},
+	}
+	if err := mounts(hc, ps, map[string]struct{}{"/data": {}, "/var/lib/db": {}}); err != nil {
+		t.Fatal(err)
+	}
+	wantVols := []model.Volume{
+		{Name: "m0", Type: "volume", Alias: "data"}, {Name: "m1", Type: "volume", Alias: "logs_1.x"},
+		{Name: "m2", Type: "volume"}, {Name: "m3", Type: "volume", Alias: "cfg"}, {Name: "m4", Type: "volume"},
+		{Name: "m5", Type: "volume"},
+	}
+	wantMounts := []model.Mount{{Volume: "m0", Target: "/data"}, {Volume: "m1", Target: "/logs", ReadOnly: true},
+		{Volume: "m2", Target: "/anon"}, {Volume: "m3", Target: "/cfg", ReadOnly: true, NoCopy: true},
+		{Volume: "m4", Target: "/anon2"}, {Volume: "m5", Target: "/var/lib/db"}}
+	if !slices.Equal(ps.Volumes, wantVols) {
+		t.Errorf("Volumes = %+v, want %+v", ps.Volumes, wantVols)
+	}
+	if !slices.Equal(ps.Containers[0].Mounts, wantMounts) {
+		t.Errorf("Mounts = %+v, want %+v", ps.Containers[0].Mounts, wantMounts)
+	}
+	err := mounts(&container.HostConfig{Binds: []string{"aa:/x", "bb:/x"}}, testPodSpec(), nil)
+	wantInvalid(t, "two volumes on one path", err, "Duplicate mount point: /x")
 }
 
 func testPodSpec() *model.PodSpec {

@@ -30,6 +30,7 @@ import (
 	"github.com/hearth-cloud/hearth/macro/datapath"
 	"github.com/hearth-cloud/hearth/macro/store"
 	"github.com/hearth-cloud/hearth/network/ipam"
+	"github.com/hearth-cloud/hearth/volume"
 )
 
 // API versions served. The docker CLI 28.x speaks 1.50 and negotiates
@@ -59,6 +60,8 @@ type Server struct {
 	DataDir string
 	// Networks creates user-defined networks with their subnets.
 	Networks *ipam.Allocator
+	// Volumes keeps the tenants' named volumes.
+	Volumes *volume.Manager
 	// Bridge is the node's default network, Docker's "bridge".
 	Bridge struct {
 		Subnet  netip.Prefix
@@ -106,6 +109,7 @@ func (s *Server) Handler() http.Handler {
 	s.streamRoutes(handle)
 	s.imageRoutes(handle)
 	s.networkRoutes(handle)
+	s.volumeRoutes(handle)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.NotFound("page not found"))
 	})

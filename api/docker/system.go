@@ -148,6 +148,11 @@ func (s *Server) diskUsage(w http.ResponseWriter, r *http.Request, tenant string
 	for _, c := range cs {
 		ctrs = append(ctrs, c.summary(now))
 	}
+	vols, err := s.volumeUsage(r.Context(), tenant)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, legacyDiskUsage{LayersSize: size, Images: imgs, Containers: ctrs,
-		Volumes: []volume.Volume{}, BuildCache: []build.CacheRecord{}})
+		Volumes: vols, BuildCache: []build.CacheRecord{}})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -306,6 +307,11 @@ func (g *Guest) buildRootfs(c *container) (string, error) {
 		if !ok {
 			return "", fmt.Errorf("volume %s is not set up", m.Volume)
 		}
+		if m.Fill {
+			if err := fillVolume(rootfs, m.Target, src); err != nil {
+				return "", fmt.Errorf("fill volume %s from %s: %w", m.Volume, m.Target, err)
+			}
+		}
 		if err := bindDir(rootfs, m.Target, src, m.ReadOnly); err != nil {
 			return "", fmt.Errorf("mount volume %s at %s: %w", m.Volume, m.Target, err)
 		}
@@ -317,6 +323,132 @@ func (g *Guest) buildRootfs(c *container) (string, error) {
 		}
 	}
 	return rootfs, nil
+}
+
+// fillVolume copies what the container's image has at target into the
+// volume mounted at vol when the volume is empty, as Docker fills a new
+// named volume: content, owners, modes and times, and the directory's
+// own owner and mode, which images set for the user that writes there.
+// It runs on the calling thread, which is in the container's mount
+// namespace.
+func fillVolume(rootfs, target, vol string) error {
+	src, err := securejoin.SecureJoin(rootfs, target)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
+		return nil // nothing to copy
+	}
+	if ents, err := os.ReadDir(vol); err != nil || len(ents) > 0 {
+		return err
+	}
+	return copyTree(src, vol)
+}
+
+// copyTree copies the tree at src onto the existing directory dst, which
+// takes src's owner, mode and times. Symlinks are copied as links, hard
+// links stay linked, devices and fifos are made anew.
+func copyTree(src, dst string) error {
+	type inode struct{ dev, ino uint64 }
+	links := map[inode]string{}
+	var dirs []string // to finish once their content is in
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		mode := fi.Mode()
+		switch {
+		case rel == ".":
+		case mode.IsDir():
+			if err := os.Mkdir(to, 0o700); err != nil {
+				return err
+			}
+		case mode&os.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(link, to); err != nil {
+				return err
+			}
+		case mode.IsRegular():
+			if st != nil && st.Nlink > 1 {
+				key := inode{uint64(st.Dev), st.Ino}
+				if first, ok := links[key]; ok {
+					return os.Link(first, to)
+				}
+				links[key] = to
+			}
+			if err := copyFile(p, to); err != nil {
+				return err
+			}
+		case st != nil:
+			// Devices, fifos and sockets.
+			if err := unix.Mknod(to, st.Mode, int(st.Rdev)); err != nil {
+				return err
+			}
+		}
+		if mode.IsDir() {
+			dirs = append(dirs, p)
+			return nil
+		}
+		return finish(to, fi)
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		rel, _ := filepath.Rel(src, dirs[i])
+		fi, err := os.Lstat(dirs[i])
+		if err != nil {
+			return err
+		}
+		if err := finish(filepath.Join(dst, rel), fi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// finish gives a copied entry its original's owner, mode and times.
+func finish(to string, fi os.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if err := os.Lchown(to, int(st.Uid), int(st.Gid)); err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSymlink == 0 {
+		if err := unix.Chmod(to, st.Mode&0o7777); err != nil {
+			return err
+		}
+	}
+	ts := []unix.Timespec{unix.Timespec(st.Atim), unix.Timespec(st.Mtim)}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, to, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // mountDev gives the container a /dev of its own: a tmpfs with the usual

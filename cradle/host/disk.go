@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 )
 
@@ -65,7 +67,31 @@ func EnsureBlockVolume(path string, size int64) error {
 		os.Remove(path)
 		return fmt.Errorf("format block volume %s: %w: %s", path, err, strings.TrimSpace(string(out)))
 	}
+	// A new volume is empty, as Docker's are: programs that insist on an
+	// empty data directory (initdb) would trip over lost+found, and an
+	// image's content is copied only into an empty volume. e2fsck
+	// recreates it should it ever need one.
+	if out, err := exec.Command("debugfs", "-w", "-R", "rmdir lost+found", path).CombinedOutput(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("empty block volume %s: %w: %s", path, err, strings.TrimSpace(string(out)))
+	}
 	return nil
+}
+
+// InUse reports whether a process (a QEMU with the disk attached
+// read-write) holds a lock on the file. QEMU locks the images it opens
+// for writing, so a disk another VM writes is never touched here.
+func InUse(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+		return false, fmt.Errorf("test the locks of %s: %w", path, err)
+	}
+	return lk.Type != unix.F_UNLCK, nil
 }
 
 // ReplayJournal brings a block volume's ext4 journal up to date on the

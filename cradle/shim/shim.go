@@ -29,6 +29,7 @@ import (
 	"github.com/hearth-cloud/hearth/cradle/podlog"
 	"github.com/hearth-cloud/hearth/cradle/spec"
 	"github.com/hearth-cloud/hearth/internal/atomicfile"
+	"github.com/hearth-cloud/hearth/internal/errdefs"
 )
 
 // Options configure one supervisor.
@@ -215,6 +216,14 @@ func (s *Shim) boot(ctx context.Context) error {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
 			if v.ReadOnly {
+				// Replaying the journal of a disk a VM is writing
+				// would corrupt it.
+				if busy, err := host.InUse(v.Source); err != nil || busy {
+					if err == nil {
+						err = errdefs.Conflict("the disk is in use read-write by another pod")
+					}
+					return fmt.Errorf("volume %s: %w", v.Name, err)
+				}
 				if err := host.ReplayJournal(v.Source); err != nil {
 					return fmt.Errorf("volume %s: %w", v.Name, err)
 				}

@@ -174,6 +174,10 @@ type Mount struct {
 	Volume   string `json:"volume"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	// Fill copies what the image has at Target into the volume when the
+	// volume is empty, owners, modes and times kept (Docker's
+	// behaviour for a new named volume).
+	Fill bool `json:"fill,omitempty"`
 }
 
 var (

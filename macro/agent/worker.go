@@ -11,6 +11,7 @@ import (
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/volume"
 )
 
 // Restart backoff, as Docker does it: 100 ms, doubling, at most a minute;
@@ -455,8 +456,15 @@ func (w *worker) autoRemove(ctx context.Context) {
 		return
 	}
 	// Conditional on the revision: a start that raced the exit wins.
-	if err := w.a.Store.Delete(ctx, model.KindPod, p.Tenant, p.Name, p.Revision); err != nil && !errdefs.IsNotFound(err) {
-		w.a.Log.Warn("remove pod after exit", "pod", w.key, "err", err)
+	if err := w.a.Store.Delete(ctx, model.KindPod, p.Tenant, p.Name, p.Revision); err != nil {
+		if !errdefs.IsNotFound(err) {
+			w.a.Log.Warn("remove pod after exit", "pod", w.key, "err", err)
+		}
+		return
+	}
+	// As Docker's --rm, the pod's anonymous volumes go with it.
+	if _, err := volume.RemoveAnonymous(ctx, w.a.Store, p); err != nil {
+		w.a.Log.Warn("remove the anonymous volumes of a removed pod", "pod", w.key, "err", err)
 	}
 }
 

@@ -314,16 +314,27 @@ type Mount struct {
 	Volume   string `json:"volume"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	// NoCopy leaves an empty named volume empty; without it the image's
+	// content at Target fills it the first time it is mounted.
+	NoCopy bool `json:"noCopy,omitempty"`
 }
 
 // Volume is storage of a pod: a named volume object, a host directory
 // (admin only), or tmpfs.
 type Volume struct {
 	Name string `json:"name"`
-	// Type is volume (a Volume object), bind or tmpfs.
-	Type      string `json:"type"`
-	Source    string `json:"source,omitempty"`
+	// Type is volume (a VolumeObject), bind or tmpfs.
+	Type string `json:"type"`
+	// Source is the VolumeObject's name, or the host directory of a bind.
+	Source string `json:"source,omitempty"`
+	// Alias is the VolumeObject's alias, the name its users know it by.
+	Alias     string `json:"alias,omitempty"`
 	SizeBytes int64  `json:"sizeBytes,omitempty"`
+	// Node is where a volume lives; the pod is placed there.
+	Node string `json:"node,omitempty"`
+	// Shared marks a volume kept as a host directory, which several pods
+	// may write at once; other volumes are disks with one writer.
+	Shared bool `json:"shared,omitempty"`
 }
 
 // Restart policies, as Docker names them.
@@ -521,9 +532,17 @@ type VolumeObject struct {
 
 // VolumeSpec is a named volume's size and home node.
 type VolumeSpec struct {
+	// SizeBytes bounds what the volume holds.
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
 	// Node holds a local volume; pods that use it go there.
 	Node string `json:"node,omitempty"`
+	// Shared volumes are host directories that several pods may write
+	// at once (9p); the others are ext4 disks, one writer at a time.
+	Shared bool `json:"shared,omitempty"`
+	// Driver and Options are what the frontend was given (Docker's
+	// volume driver and --opt), kept for inspection.
+	Driver  string            `json:"driver,omitempty"`
+	Options map[string]string `json:"options,omitempty"`
 }
 
 // Secret is sensitive data for pods.

@@ -47,6 +47,7 @@ import (
 	"github.com/hearth-cloud/hearth/network/dns"
 	"github.com/hearth-cloud/hearth/network/ipam"
 	"github.com/hearth-cloud/hearth/network/proxy"
+	"github.com/hearth-cloud/hearth/volume"
 )
 
 // Options configure a node.
@@ -205,6 +206,7 @@ func Run(ctx context.Context, o Options) error {
 	dapi.Bridge.Subnet, dapi.Bridge.Gateway = bridge.Subnet, bridge.Gateway
 	// User networks keep off the nodes' default bridge.
 	dapi.Networks = &ipam.Allocator{Store: st, Reserved: []netip.Prefix{bridge.Subnet}}
+	dapi.Volumes = &volume.Manager{Store: st, Node: o.Name}
 	if err := dapi.Serve(filepath.Join(o.RunDir, "docker.sock")); err != nil {
 		return err
 	}
@@ -241,6 +243,7 @@ func Run(ctx context.Context, o Options) error {
 	run(func(ctx context.Context) error {
 		return pruneBridges(ctx, st, resolvers, defaultBridge(rt).Name, bridgeOwner(o.DataDir), o.Log)
 	})
+	run(func(ctx context.Context) error { return volume.Prune(ctx, st, o.DataDir, o.Name, o.Log) })
 	if mem.Role == model.RoleControl {
 		mgr := &controller.Manager{Node: o.Name, Store: st, Log: o.Log, LeaseTTL: o.LeaseTTL,
 			OnBind: func(d time.Duration) { mtr.SchedulingLatency.Observe(d.Seconds()) }, OnLeader: mtr.OnLeader}
@@ -666,6 +669,15 @@ func builder(st *store.Store, res *dns.Resolvers, images *image.Service, rt *cra
 				vol.Type = spec.VolumeTmpfs
 			case "bind":
 				vol.Type, vol.Source = spec.VolumeDir, v.Source
+			case "volume":
+				vol.Type, vol.Source = spec.VolumeBlock, volume.Path(dataDir, p.Tenant, v.Source, v.Shared)
+				if v.Shared {
+					vol.Type, vol.SizeBytes = spec.VolumeDir, 0
+					if err := os.MkdirAll(vol.Source, 0o755); err != nil {
+						return nil, fmt.Errorf("volume %s: %w", v.Alias, err)
+					}
+				}
+				vol.ReadOnly = volume.ReadOnly(p, v.Name)
 			default:
 				return nil, errdefs.InvalidArgument("volume %s: type %q is not supported yet", v.Name, v.Type)
 			}
@@ -689,7 +701,11 @@ func builder(st *store.Store, res *dns.Resolvers, images *image.Service, rt *cra
 				if idx < 0 {
 					return nil, errdefs.InvalidArgument("container %s mounts unknown volume %s", c.Name, m.Volume)
 				}
-				sc.Mounts = append(sc.Mounts, spec.Mount{Volume: fmt.Sprintf("v%d", idx), Target: m.Target, ReadOnly: m.ReadOnly})
+				v := p.Spec.Volumes[idx]
+				// An empty volume takes the image's content at its
+				// mount point, as Docker fills one.
+				fill := v.Type == "volume" && !m.NoCopy && !volume.ReadOnly(p, v.Name)
+				sc.Mounts = append(sc.Mounts, spec.Mount{Volume: fmt.Sprintf("v%d", idx), Target: m.Target, ReadOnly: m.ReadOnly, Fill: fill})
 			}
 		}
 		l = b.Finish()

@@ -53,7 +53,13 @@ func RequestOf(p *model.Pod) Request {
 	if s := p.Labels[ServiceLabel]; s != "" {
 		svc = p.Tenant + "/" + s
 	}
-	return Request{Resources: p.Spec.Resources, NodeSelector: p.Spec.NodeSelector, Service: svc, Ports: p.Spec.Ports}
+	r := Request{Resources: p.Spec.Resources, NodeSelector: p.Spec.NodeSelector, Service: svc, Ports: p.Spec.Ports}
+	for _, v := range p.Spec.Volumes {
+		if v.Node != "" {
+			r.Node = v.Node
+		}
+	}
+	return r
 }
 
 // ServiceLabel marks the pods of a service.

@@ -320,6 +320,24 @@ func TestRequestOf(t *testing.T) {
 	if r := RequestOf(p); r.Service != "" {
 		t.Fatalf("RequestOf a pod of no service: Service %q", r.Service)
 	}
+	// A pod with a local volume goes where the volume lives.
+	p.Spec.Volumes = []model.Volume{{Name: "m0", Type: "tmpfs"}, {Name: "m1", Type: "volume", Source: "v", Node: "n2"}}
+	r = RequestOf(p)
+	r.NodeSelector = nil
+	if r.Node != "n2" {
+		t.Fatalf("RequestOf a pod with a volume on n2: Node %q", r.Node)
+	}
+	snap := &Snapshot{Nodes: []*NodeInfo{
+		{Name: "n1", Ready: true, Capacity: model.Resources{CPUs: 8, MemoryMiB: 8192}},
+		{Name: "n2", Ready: true, Capacity: model.Resources{CPUs: 8, MemoryMiB: 8192}, Allocated: model.Resources{CPUs: 4}},
+	}}
+	if n, err := Schedule(snap, r); err != nil || n != "n2" {
+		t.Fatalf("Schedule a pod with a volume on n2: %q %v", n, err)
+	}
+	snap.Nodes[1].Ready = false
+	if _, err := Schedule(snap, r); err == nil || !strings.Contains(err.Error(), "not the node the pod's volume is on") {
+		t.Fatalf("Schedule with the volume's node down: %v", err)
+	}
 }
 
 // BenchmarkSchedule places 10,000 pods onto 1,000 nodes from one snapshot,

@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"go.etcd.io/etcd/client/v3/concurrency"
-
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/store"
@@ -124,33 +122,13 @@ type Allocator struct {
 	Pools []netip.Prefix
 }
 
-// locked runs fn under an IPAM lock: a tenant's, or with tenant "" the
-// cluster's.
-func (a *Allocator) locked(ctx context.Context, tenant string, fn func() error) error {
-	sess, err := concurrency.NewSession(a.Store.Client(), concurrency.WithTTL(10), concurrency.WithContext(ctx))
-	if err != nil {
-		return fmt.Errorf("ipam: %w", err)
-	}
-	defer sess.Close()
-	key := store.Prefix + "locks/ipam"
-	if tenant != "" {
-		key += "/" + tenant
-	}
-	mu := concurrency.NewMutex(sess, key)
-	if err := mu.Lock(ctx); err != nil {
-		return fmt.Errorf("ipam: lock tenant %s: %w", tenant, err)
-	}
-	defer mu.Unlock(context.WithoutCancel(ctx))
-	return fn()
-}
-
 // Create completes n's addressing and writes it; n.Alias is its unique
 // name. A subnet the user gives must not overlap the tenant's other
 // networks; one chosen from the pools overlaps no tenant's, so that
 // networks of several tenants can share a node (under the cluster's lock,
 // as network creation is rare).
 func (a *Allocator) Create(ctx context.Context, n *model.Network) error {
-	return a.locked(ctx, "", func() error {
+	return a.Store.Locked(ctx, store.ClusterLock, func() error {
 		nets, _, err := store.List[model.Network](ctx, a.Store, model.KindNetwork, "")
 		if err != nil {
 			return err
@@ -177,7 +155,7 @@ func (a *Allocator) Create(ctx context.Context, n *model.Network) error {
 
 // DeleteNetwork removes a network that no pod is attached to.
 func (a *Allocator) DeleteNetwork(ctx context.Context, n *model.Network) error {
-	return a.locked(ctx, n.Tenant, func() error {
+	return a.Store.Locked(ctx, store.TenantLock(n.Tenant), func() error {
 		pods, _, err := store.List[model.Pod](ctx, a.Store, model.KindPod, n.Tenant)
 		if err != nil {
 			return err
@@ -193,51 +171,50 @@ func (a *Allocator) DeleteNetwork(ctx context.Context, n *model.Network) error {
 	})
 }
 
-// CreatePod gives the pod its address on each network it attaches to
-// (the one asked for, checked, or the first free one) and creates it.
-// Addresses are read from the tenant's pods themselves, so a deleted pod
-// frees its own.
-func (a *Allocator) CreatePod(ctx context.Context, p *model.Pod) error {
+// Assign gives the pod its address on each network it attaches to (the
+// one asked for, checked, or the first free one). Addresses are read from
+// the tenant's pods themselves, so a deleted pod frees its own; the
+// caller holds store.TenantLock until the pod is created, so that no two
+// pods take one address.
+func (a *Allocator) Assign(ctx context.Context, p *model.Pod) error {
 	if len(p.Spec.Attachments) == 0 {
-		return a.Store.Create(ctx, p)
+		return nil
 	}
-	return a.locked(ctx, p.Tenant, func() error {
-		nets := map[string]*model.Network{}
-		for _, at := range p.Spec.Attachments {
-			n, err := store.Get[model.Network](ctx, a.Store, model.KindNetwork, p.Tenant, at.Network)
-			if err != nil {
-				if errdefs.IsNotFound(err) {
-					return errdefs.NotFound("network %s not found", at.Network)
-				}
-				return err
+	nets := map[string]*model.Network{}
+	for _, at := range p.Spec.Attachments {
+		n, err := store.Get[model.Network](ctx, a.Store, model.KindNetwork, p.Tenant, at.Network)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				return errdefs.NotFound("network %s not found", at.Network)
 			}
-			nets[at.Network] = n
+			return err
 		}
-		pods, _, err := store.List[model.Pod](ctx, a.Store, model.KindPod, p.Tenant)
+		nets[at.Network] = n
+	}
+	pods, _, err := store.List[model.Pod](ctx, a.Store, model.KindPod, p.Tenant)
+	if err != nil {
+		return err
+	}
+	used := map[string]map[netip.Addr]bool{}
+	for _, o := range pods {
+		for _, at := range o.Spec.Attachments {
+			if ip, err := netip.ParseAddr(at.IP); err == nil {
+				if used[at.Network] == nil {
+					used[at.Network] = map[netip.Addr]bool{}
+				}
+				used[at.Network][ip] = true
+			}
+		}
+	}
+	for i := range p.Spec.Attachments {
+		at := &p.Spec.Attachments[i]
+		ip, err := Address(nets[at.Network].Spec, at.IP, used[at.Network])
 		if err != nil {
 			return err
 		}
-		used := map[string]map[netip.Addr]bool{}
-		for _, o := range pods {
-			for _, at := range o.Spec.Attachments {
-				if ip, err := netip.ParseAddr(at.IP); err == nil {
-					if used[at.Network] == nil {
-						used[at.Network] = map[netip.Addr]bool{}
-					}
-					used[at.Network][ip] = true
-				}
-			}
-		}
-		for i := range p.Spec.Attachments {
-			at := &p.Spec.Attachments[i]
-			ip, err := Address(nets[at.Network].Spec, at.IP, used[at.Network])
-			if err != nil {
-				return err
-			}
-			at.IP = ip.String()
-		}
-		return a.Store.Create(ctx, p)
-	})
+		at.IP = ip.String()
+	}
+	return nil
 }
 
 // Address checks a requested address on a network, or picks the first

@@ -150,9 +150,9 @@ func TestAddress(t *testing.T) {
 	}
 }
 
-// TestCreatePod: pods get distinct addresses at once, a deleted pod's
+// TestAssign: pods get distinct addresses at once, a deleted pod's
 // address is free again, and a network in use is not removed.
-func TestCreatePod(t *testing.T) {
+func TestAssign(t *testing.T) {
 	e := testetcd.Start(t)
 	a := &Allocator{Store: store.New(e.Client)}
 	ctx := context.Background()
@@ -166,6 +166,15 @@ func TestCreatePod(t *testing.T) {
 			Restart: model.Restart{Policy: model.RestartNo}, Desired: model.DesiredStopped,
 			Attachments: []model.Attachment{{Network: "net1"}}}}
 	}
+	// As a frontend does: assign and create under the tenant's lock.
+	create := func(p *model.Pod) error {
+		return a.Store.Locked(ctx, store.TenantLock(p.Tenant), func() error {
+			if err := a.Assign(ctx, p); err != nil {
+				return err
+			}
+			return a.Store.Create(ctx, p)
+		})
+	}
 	var wg sync.WaitGroup
 	pods := make([]*model.Pod, 6)
 	for i := range pods {
@@ -173,7 +182,7 @@ func TestCreatePod(t *testing.T) {
 		wg.Add(1)
 		go func(p *model.Pod) {
 			defer wg.Done()
-			if err := a.CreatePod(ctx, p); err != nil {
+			if err := create(p); err != nil {
 				t.Error(err)
 			}
 		}(pods[i])
@@ -197,12 +206,12 @@ func TestCreatePod(t *testing.T) {
 		}
 	}
 	again := pod("again")
-	if err := a.CreatePod(ctx, again); err != nil || again.Spec.Attachments[0].IP != "10.9.0.2" {
+	if err := create(again); err != nil || again.Spec.Attachments[0].IP != "10.9.0.2" {
 		t.Errorf("after the pods went: %v %v (first was %s)", again.Spec.Attachments, err, freed)
 	}
 	missing := pod("lost")
 	missing.Spec.Attachments[0].Network = "nosuch"
-	if err := a.CreatePod(ctx, missing); !errdefs.IsNotFound(err) {
+	if err := create(missing); !errdefs.IsNotFound(err) {
 		t.Errorf("a pod on a missing network: %v", err)
 	}
 	a.Store.Delete(ctx, model.KindPod, "acme", "again", 0)

@@ -36,7 +36,7 @@ var (
 	dataDir string
 	runDir  string
 	img     struct {
-		busybox, config, noexec, arm64, layered, layeredBase, hog, echo, oci, corrupt, garbage string
+		busybox, config, noexec, arm64, layered, layeredBase, hog, echo, oci, corrupt, garbage, volume string
 	}
 )
 
@@ -122,6 +122,21 @@ func buildImages(dir string) error {
 		return err
 	}
 	if img.config, err = save("config", im); err != nil {
+		return err
+	}
+
+	// An image that declares a VOLUME with content an unprivileged user
+	// owns, as database images do.
+	dbFiles, _ := testimage.Layer([]testimage.File{
+		{Path: "/var/lib/db", Dir: true, Mode: 0o750, UID: 1000, GID: 1000},
+		{Path: "/var/lib/db/seed", Data: []byte("seeded\n"), Mode: 0o640, UID: 1000, GID: 1000},
+	})
+	vcfg := testimage.BusyboxConfig
+	vcfg.Volumes = map[string]struct{}{"/var/lib/db": {}}
+	if im, err = testimage.Image(vcfg, base, dbFiles); err != nil {
+		return err
+	}
+	if img.volume, err = save("volume", im); err != nil {
 		return err
 	}
 
