@@ -206,7 +206,7 @@ func (s *Server) podFor(r *http.Request, tenant string, req *container.CreateReq
 	if hc.AutoRemove && spec.Restart.Policy != model.RestartNo {
 		return nil, nil, errdefs.InvalidArgument("can't create 'AutoRemove' container with restart policy")
 	}
-	if err := mounts(hc, &spec, merged.Volumes); err != nil {
+	if err := mounts(hc, &spec, merged.Volumes, tenant == AdminTenant); err != nil {
 		return nil, nil, err
 	}
 	if spec.Ports, err = publishedPorts(hc, merged.ExposedPorts); err != nil {
@@ -566,8 +566,9 @@ func restartPolicy(p container.RestartPolicy) (model.Restart, error) {
 // mounts turns -v, --mount and --tmpfs into pod volumes, and gives each
 // of anon's paths (-v /path, the image's VOLUMEs) that is not mounted
 // otherwise an anonymous volume. Volumes are resolved later
-// (volume.Manager.Attach).
-func mounts(hc *container.HostConfig, ps *model.PodSpec, anon map[string]struct{}) error {
+// (volume.Manager.Attach). Only the admin may bind host paths: to a
+// tenant the node's filesystem is not theirs to see.
+func mounts(hc *container.HostConfig, ps *model.PodSpec, anon map[string]struct{}, allowBinds bool) error {
 	c := &ps.Containers[0]
 	targets := map[string]bool{}
 	add := func(v model.Volume, target string, ro bool) error {
@@ -588,6 +589,9 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec, anon map[string]struct{
 		return nil
 	}
 	bind := func(src, target string, ro, create bool) error {
+		if !allowBinds {
+			return errdefs.PermissionDenied("bind mounts of host paths (%s) are for the cluster's admin: use a volume", src)
+		}
 		if !filepath.IsAbs(src) {
 			return errdefs.InvalidArgument("invalid mount config for type \"bind\": invalid mount path: '%s' mount path must be absolute", src)
 		}

@@ -469,7 +469,7 @@ func TestMountsBinds(t *testing.T) {
 
 	ps := testPodSpec()
 	hc := &container.HostConfig{Binds: []string{src + ":/data", src + ":/ro:ro", src + ":/z:rw,z", missing + ":/made/"}}
-	if err := mounts(hc, ps, nil); err != nil {
+	if err := mounts(hc, ps, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(missing); err != nil || !fi.IsDir() {
@@ -497,15 +497,16 @@ func TestMountsBinds(t *testing.T) {
 		{src + ":/data:xyz", "invalid mode: xyz"},
 		{src + ":/data:ro,bogus", "invalid mode: ro,bogus"},
 		{src + ":/data:ro:extra", "invalid volume specification"},
+		{"data:ro:/path", "invalid mode: /path"},
 		{src + ":relative", "mount path must be absolute: relative"},
 		{src + ":/", "destination can't be '/'"},
 		{file + ":/file", "single files"},
 	}
 	for _, tt := range bad {
-		err := mounts(&container.HostConfig{Binds: []string{tt.bind}}, testPodSpec(), nil)
+		err := mounts(&container.HostConfig{Binds: []string{tt.bind}}, testPodSpec(), nil, true)
 		wantInvalid(t, "-v "+tt.bind, err, tt.want)
 	}
-	err := mounts(&container.HostConfig{Binds: []string{src + ":/data", src + ":/data/"}}, testPodSpec(), nil)
+	err := mounts(&container.HostConfig{Binds: []string{src + ":/data", src + ":/data/"}}, testPodSpec(), nil, true)
 	wantInvalid(t, "duplicate", err, "Duplicate mount point: /data")
 }
 
@@ -515,7 +516,7 @@ func TestMountsBindConsistencyModes(t *testing.T) {
 	src := t.TempDir()
 	var bad []string
 	for _, mode := range []string{"cached", "delegated", "consistent", "ro,cached"} {
-		if err := mounts(&container.HostConfig{Binds: []string{src + ":/data:" + mode}}, testPodSpec(), nil); err != nil {
+		if err := mounts(&container.HostConfig{Binds: []string{src + ":/data:" + mode}}, testPodSpec(), nil, true); err != nil {
 			bad = append(bad, mode+" ("+err.Error()+")")
 		}
 	}
@@ -532,7 +533,7 @@ func TestMountsMountFlag(t *testing.T) {
 		{Type: mount.TypeTmpfs, Target: "/t", TmpfsOptions: &mount.TmpfsOptions{SizeBytes: 1 << 20}},
 		{Type: mount.TypeTmpfs, Target: "/t2"},
 	}}
-	if err := mounts(hc, ps, nil); err != nil {
+	if err := mounts(hc, ps, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	wantVols := []model.Volume{{Name: "m0", Type: "bind", Source: src}, {Name: "m1", Type: "tmpfs", SizeBytes: 1 << 20},
@@ -563,7 +564,7 @@ func TestMountsMountFlag(t *testing.T) {
 		{mount.Mount{Type: "npipe", Target: "/p"}, `mount type "npipe" is not supported`},
 	}
 	for _, tt := range bad {
-		err := mounts(&container.HostConfig{Mounts: []mount.Mount{tt.m}}, testPodSpec(), nil)
+		err := mounts(&container.HostConfig{Mounts: []mount.Mount{tt.m}}, testPodSpec(), nil, true)
 		wantInvalid(t, "--mount "+string(tt.m.Type)+" "+tt.m.Source, err, tt.want)
 	}
 	// --mount does not create a missing source, unlike -v.
@@ -579,7 +580,7 @@ func TestMountsTmpfs(t *testing.T) {
 		"/cache": "ro,mode=1777",
 		"/tmp":   "",
 	}}
-	if err := mounts(hc, ps, nil); err != nil {
+	if err := mounts(hc, ps, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	// In the order of their targets, so the spec is stable.
@@ -602,12 +603,12 @@ func TestMountsTmpfs(t *testing.T) {
 		{"/", "", "destination can't be '/'"},
 	}
 	for _, tt := range bad {
-		err := mounts(&container.HostConfig{Tmpfs: map[string]string{tt.target: tt.opts}}, testPodSpec(), nil)
+		err := mounts(&container.HostConfig{Tmpfs: map[string]string{tt.target: tt.opts}}, testPodSpec(), nil, true)
 		wantInvalid(t, "--tmpfs "+tt.target+":"+tt.opts, err, tt.want)
 	}
 	// A -v and a --tmpfs on one target collide.
 	src := t.TempDir()
-	err := mounts(&container.HostConfig{Binds: []string{src + ":/data"}, Tmpfs: map[string]string{"/data": ""}}, testPodSpec(), nil)
+	err := mounts(&container.HostConfig{Binds: []string{src + ":/data"}, Tmpfs: map[string]string{"/data": ""}}, testPodSpec(), nil, true)
 	wantInvalid(t, "-v and --tmpfs", err, "Duplicate mount point: /data")
 }
 
@@ -622,7 +623,7 @@ func TestMountsVolumes(t *testing.T) {
 			{Type: mount.TypeVolume, Target: "/anon2"},
 		},
 	}
-	if err := mounts(hc, ps, map[string]struct{}{"/data": {}, "/var/lib/db": {}}); err != nil {
+	if err := mounts(hc, ps, map[string]struct{}{"/data": {}, "/var/lib/db": {}}, true); err != nil {
 		t.Fatal(err)
 	}
 	wantVols := []model.Volume{
@@ -639,8 +640,26 @@ func TestMountsVolumes(t *testing.T) {
 	if !slices.Equal(ps.Containers[0].Mounts, wantMounts) {
 		t.Errorf("Mounts = %+v, want %+v", ps.Containers[0].Mounts, wantMounts)
 	}
-	err := mounts(&container.HostConfig{Binds: []string{"aa:/x", "bb:/x"}}, testPodSpec(), nil)
+	err := mounts(&container.HostConfig{Binds: []string{"aa:/x", "bb:/x"}}, testPodSpec(), nil, true)
 	wantInvalid(t, "two volumes on one path", err, "Duplicate mount point: /x")
+
+	// A tenant may use volumes, but not the node's own paths.
+	if err := mounts(&container.HostConfig{Binds: []string{"aa:/x"}}, testPodSpec(), nil, false); err != nil {
+		t.Errorf("a tenant's named volume: %v", err)
+	}
+	dir := t.TempDir()
+	for _, hc := range []*container.HostConfig{
+		{Binds: []string{dir + "/made:/x"}},
+		{Mounts: []mount.Mount{{Type: mount.TypeBind, Source: dir, Target: "/x"}}},
+	} {
+		err := mounts(hc, testPodSpec(), nil, false)
+		if !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "for the cluster's admin") {
+			t.Errorf("a tenant's bind mount %+v: %v", hc, err)
+		}
+	}
+	if _, err := os.Stat(dir + "/made"); err == nil {
+		t.Error("a tenant's refused -v made its host directory")
+	}
 }
 
 func testPodSpec() *model.PodSpec {

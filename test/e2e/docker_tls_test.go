@@ -96,6 +96,27 @@ func TestDockerTLS(t *testing.T) {
 	}
 	d.ok(t, "network", "rm", "app")
 
+	// Volumes too: the same name is two volumes with their own data. A
+	// tenant may not bind the node's paths (403).
+	d.ok(t, "volume", "create", "data")
+	if r := d.dockerWith(t, acme, "run", "--rm", "-v", "data:/d", dockerImg, "sh", "-c", "ls /d; echo acme > /d/f"); r.code != 0 || r.stdout != "" {
+		t.Errorf("the tenant's volume of the admin's name: %s", r)
+	}
+	if r := d.dockerWith(t, acme, "volume", "ls", "-q"); r.stdout != "data\n" {
+		t.Errorf("the tenant's volume ls: %s", r)
+	}
+	if out := d.ok(t, "run", "--rm", "-v", "data:/d", dockerImg, "ls", "/d"); out != "" {
+		t.Errorf("the admin's volume holds the tenant's data: %q", out)
+	}
+	if r := d.dockerWith(t, acme, "run", "--rm", "-v", "/etc:/host", dockerImg, "true"); r.code != 125 || !strings.Contains(r.stderr, "are for the cluster's admin") {
+		t.Errorf("a tenant's bind mount: %s", r)
+	}
+	if r := d.dockerWith(t, acme, "volume", "rm", "data"); r.code != 0 {
+		t.Errorf("the tenant's volume rm: %s", r)
+	}
+	d.ok(t, "volume", "inspect", "data")
+	d.ok(t, "volume", "rm", "data")
+
 	// A tenant's certificate is enough to act, and nothing else is.
 	node := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignNode("intruder", pub, nil) })
 	if r := d.dockerWith(t, tlsEnv(node), "ps"); r.code == 0 || !strings.Contains(r.stderr, "not a tenant's") {
