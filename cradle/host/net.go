@@ -3,6 +3,7 @@ package host
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -267,9 +268,34 @@ func AttachTap(tap, bridge string) error {
 	return nil
 }
 
+// DetachTap takes a tap off its bridge and down.
+func DetachTap(tap string) error {
+	l, err := netlink.LinkByName(tap)
+	if err != nil {
+		return fmt.Errorf("tap %s: %w", tap, err)
+	}
+	if err := netlink.LinkSetNoMaster(l); err != nil {
+		return fmt.Errorf("detach %s: %w", tap, err)
+	}
+	if err := netlink.LinkSetDown(l); err != nil {
+		return fmt.Errorf("tap %s down: %w", tap, err)
+	}
+	return nil
+}
+
+// SpareMAC is the MAC of a pod's spare NIC i: locally administered, from
+// the pod's ID, and apart from MACFor's addresses (52:54:…).
+func SpareMAC(podID string, i int) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", podID, i)))
+	return fmt.Sprintf("52:55:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3])
+}
+
+// TapPrefix starts the name of every pod's tap.
+const TapPrefix = "hth"
+
 // TapName is the host tap of a pod's NIC i (i < spec.MaxInterfaces): 15
 // bytes, the kernel's limit.
-func TapName(podID string, i int) string { return fmt.Sprintf("hth%s%x", podID[:11], i) }
+func TapName(podID string, i int) string { return fmt.Sprintf("%s%s%x", TapPrefix, podID[:11], i) }
 
 // MACFor derives a locally administered MAC from an IPv4 address, as
 // Docker does, so addresses and MACs never clash on a bridge.

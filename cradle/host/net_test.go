@@ -327,6 +327,12 @@ func TestBridgeTableScript(t *testing.T) {
 			t.Errorf("script lacks %q:\n%s", want, script)
 		}
 	}
+	nftCheck(t, script)
+}
+
+// nftCheck has nft parse a script without applying it.
+func nftCheck(t *testing.T, script string) {
+	t.Helper()
 	bin, err := exec.LookPath("nft")
 	if err != nil || os.Geteuid() != 0 {
 		t.Skip("nft --check needs nft and root")
@@ -336,4 +342,23 @@ func TestBridgeTableScript(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("nft --check: %v\n%s\n%s", err, out, script)
 	}
+}
+
+// TestGuardScript: the spoofing guard parses, passes only a tap's own
+// MAC and address (IPv4 and ARP alike), drops the rest from taps, and
+// leaves other ports of the bridges alone.
+func TestGuardScript(t *testing.T) {
+	script := guardScript() + "add element bridge hearth_guard nics " + guardElement("hthabcdef012340", "52:54:0A:32:00:02", netip.MustParseAddr("10.50.0.2")) + "\n"
+	for _, want := range []string{
+		`iifname != "hth*" accept`,
+		`ether type ip iifname . ether saddr . ip saddr @nics accept`,
+		`ether type arp iifname . ether saddr . arp saddr ip @nics iifname . arp saddr ether . arp saddr ip @nics accept`,
+		"prerouting drop\n",
+		`{ "hthabcdef012340" . 52:54:0a:32:00:02 . 10.50.0.2 }`,
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	nftCheck(t, script)
 }

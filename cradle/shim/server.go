@@ -77,6 +77,22 @@ func (s *Shim) handle(conn net.Conn) {
 	case spec.OpPause, spec.OpResume:
 		respond(conn, s.setPaused(req.Op == spec.OpPause))
 
+	case spec.OpPlug, spec.OpUnplug:
+		var err error
+		if req.Interface == nil {
+			err = callErr(spec.ErrInvalid, "%s: no interface", req.Op)
+		} else if req.Op == spec.OpPlug {
+			err = s.plug(*req.Interface, req.DNS)
+		} else {
+			err = s.unplug(req.Interface.Name)
+		}
+		if err != nil {
+			respond(conn, err)
+			return
+		}
+		st := s.snapshot()
+		spec.WriteJSON(conn, spec.FrameResponse, &spec.Response{State: &st})
+
 	case spec.OpSignal:
 		c, err := s.runningContainer(req.Container)
 		if err != nil {

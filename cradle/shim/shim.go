@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -63,6 +64,12 @@ type Shim struct {
 	o      Options
 	log    *slog.Logger
 	launch *spec.Launch
+	// guarded are the taps with spoofing guards to lift at the end.
+	guarded []guarded
+	// plugged holds the spare NICs in use, by tap index; plugMu
+	// serialises plugs.
+	plugged map[int]spec.Interface
+	plugMu  sync.Mutex
 
 	mu         sync.Mutex
 	state      spec.PodState
@@ -109,6 +116,7 @@ func Run(ctx context.Context, o Options) error {
 	s.state = spec.PodState{ID: l.ID, Name: l.Name, Status: spec.StatusCreated, ShimPID: os.Getpid(), Accel: o.Accel, CreatedAt: time.Now().UTC()}
 	if l.Network != nil && len(l.Network.Interfaces) > 0 {
 		s.state.IP = l.Network.Interfaces[0].Address
+		s.state.Interfaces = append([]spec.Interface(nil), l.Network.Interfaces...)
 	}
 	logDir := o.Paths.LogDir()
 	if l.LogDir != "" {
@@ -200,10 +208,28 @@ func (s *Shim) boot(ctx context.Context) error {
 				return err
 			}
 			taps = append(taps, t)
+			pfx, err := netip.ParsePrefix(ifc.Address)
+			if err != nil {
+				return fmt.Errorf("interface %s: address %q: %w", ifc.Name, ifc.Address, err)
+			}
+			// The guard goes up before the tap joins its bridge.
+			if err := host.Guard(name, ifc.MAC, pfx.Addr()); err != nil {
+				return err
+			}
+			s.guarded = append(s.guarded, guarded{name, ifc.MAC, pfx.Addr()})
 			if err := host.AttachTap(name, ifc.Bridge); err != nil {
 				return err
 			}
 			cfg.NICs = append(cfg.NICs, host.NIC{FD: 3 + i, MAC: ifc.MAC})
+		}
+		// Spare NICs: taps on no bridge, until a plug.
+		for i := len(l.Network.Interfaces); i < len(l.Network.Interfaces)+l.Network.Spare; i++ {
+			t, err := host.OpenTap(host.TapName(l.ID, i))
+			if err != nil {
+				return err
+			}
+			taps = append(taps, t)
+			cfg.NICs = append(cfg.NICs, host.NIC{FD: 3 + i, MAC: host.SpareMAC(l.ID, i)})
 		}
 	}
 	for i, ly := range l.Layers {
@@ -566,10 +592,21 @@ func (s *Shim) ready(err error) {
 	s.o.Ready.Close()
 }
 
+// guarded is a tap whose spoofing guard the pod holds.
+type guarded struct {
+	tap, mac string
+	ip       netip.Addr
+}
+
 // cleanup removes what the pod leaves on the host.
 func (s *Shim) cleanup() {
 	os.Remove(s.o.Paths.Socket())
 	os.Remove(s.o.Paths.Control())
+	for _, g := range s.guarded {
+		if err := host.Unguard(g.tap, g.mac, g.ip); err != nil {
+			s.log.Warn("remove the spoofing guard of a tap", "tap", g.tap, "err", err)
+		}
+	}
 	s.mu.Lock()
 	remove := s.autoRemove
 	s.mu.Unlock()

@@ -75,6 +75,9 @@ type Network struct {
 	DNS []string `json:"dns,omitempty"`
 	// Search lists DNS search domains.
 	Search []string `json:"search,omitempty"`
+	// Spare NICs boot unplugged, so that the pod can join a network while
+	// it runs (OpPlug): a microVM's devices are fixed at boot.
+	Spare int `json:"spare,omitempty"`
 }
 
 // Interface is one virtio-net NIC on a host tap device.
@@ -345,8 +348,8 @@ func (n *Network) validate() error {
 	if n == nil {
 		return nil
 	}
-	if len(n.Interfaces) > MaxInterfaces {
-		return fmt.Errorf("%d interfaces: at most %d", len(n.Interfaces), MaxInterfaces)
+	if n.Spare < 0 || len(n.Interfaces)+n.Spare > MaxInterfaces {
+		return fmt.Errorf("%d interfaces and %d spare: at most %d in all", len(n.Interfaces), n.Spare, MaxInterfaces)
 	}
 	seen := map[string]bool{}
 	for i, ifc := range n.Interfaces {

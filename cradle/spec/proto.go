@@ -80,6 +80,12 @@ const (
 	OpResume Op = "resume"
 	// OpStartPod starts every container of a pod created with autostart off.
 	OpStartPod Op = "start-pod"
+	// OpPlug puts a spare NIC on Interface's bridge and configures it in
+	// the guest with Interface's name and address (and DNS, when given,
+	// for the containers' resolv.conf); it answers the PodState. OpUnplug
+	// takes the NIC named Interface.Name off again.
+	OpPlug   Op = "plug"
+	OpUnplug Op = "unplug"
 	// OpExec and OpSignal are forwarded to the guest.
 )
 
@@ -113,6 +119,9 @@ type Request struct {
 	// Log selects and shapes the output a logs call sends; nil sends it
 	// all, as it was written.
 	Log *LogOptions `json:"log,omitempty"`
+	// Interface to plug or unplug, and DNS for a plug.
+	Interface *Interface `json:"interface,omitempty"`
+	DNS       []string   `json:"dns,omitempty"`
 }
 
 // LogOptions are docker logs' choices.
@@ -254,6 +263,9 @@ type PodState struct {
 	StartedAt  time.Time        `json:"startedAt,omitempty"`
 	FinishedAt time.Time        `json:"finishedAt,omitempty"`
 	Containers []ContainerState `json:"containers"`
+	// Interfaces are the pod's NICs on networks now: those it booted
+	// with and those plugged since.
+	Interfaces []Interface `json:"interfaces,omitempty"`
 }
 
 // ContainerState is one container's part of PodState.

@@ -178,6 +178,29 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	code, body, _ := d.api(t, "POST", "/containers/create", `{"Image":"`+echoImg+`","NetworkingConfig":{"EndpointsConfig":{"bridge":{"Aliases":["x"]}}}}`)
 	apiError(t, "an alias on the default network", code, body, http.StatusBadRequest, "network-scoped alias is supported only for containers in user defined networks")
 
+	// Spoofing gets nowhere: a forged source address or a changed MAC
+	// is dropped on the bridge; the pod's own pair goes through.
+	ping := func(args string) bool {
+		return d.docker(t, "exec", "a1", "sh", "-c", "ping -c 1 -W 3 "+args).code == 0
+	}
+	if !ping("10.61.0.50") {
+		t.Fatal("a1 cannot ping a2")
+	}
+	d.ok(t, "exec", "a1", "ip", "addr", "add", "10.61.0.77/24", "dev", "eth0")
+	if ping("-I 10.61.0.77 10.61.0.50") {
+		t.Error("a ping from a forged source address got an answer")
+	}
+	d.ok(t, "exec", "a1", "ip", "addr", "del", "10.61.0.77/24", "dev", "eth0")
+	mac := strings.TrimSpace(d.ok(t, "exec", "a1", "cat", "/sys/class/net/eth0/address"))
+	d.ok(t, "exec", "a1", "sh", "-c", "ip link set eth0 address 52:54:00:de:ad:01 && ip neigh flush all")
+	if ping("10.61.0.50") {
+		t.Error("a ping from a changed MAC got an answer")
+	}
+	d.ok(t, "exec", "a1", "sh", "-c", "ip link set eth0 address "+mac+" && ip neigh flush all")
+	if !ping("10.61.0.50") {
+		t.Error("a1 cannot ping a2 with its own MAC back")
+	}
+
 	// Not the host's own ports either, though the gateway is the host.
 	ln, err := net.Listen("tcp", "0.0.0.0:0")
 	if err != nil {
