@@ -487,6 +487,15 @@ func (r *Runtime) StartPod(id string) error {
 	return p.Client().StartPod()
 }
 
+// Client reaches the supervisor of pod id.
+func (r *Runtime) Client(id string) (*shim.Client, error) {
+	p, err := r.load(r.Paths(id))
+	if err != nil {
+		return nil, err
+	}
+	return p.Client(), nil
+}
+
 // StopPod stops pod id within timeout.
 func (r *Runtime) StopPod(id string, timeout time.Duration) error {
 	p, err := r.load(r.Paths(id))

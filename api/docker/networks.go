@@ -2,9 +2,12 @@ package docker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -20,22 +23,15 @@ import (
 // Networks: Docker's default network, "bridge", which every container is
 // on, and the tenant's user-defined networks, macro Network objects whose
 // subnets network/ipam allocates cluster-wide. Containers join them when
-// they are created (--network); joining a running one is not possible yet.
+// they are created (--network) or later (connect), running or not.
 func (s *Server) networkRoutes(handle handleFunc) {
 	handle("GET /networks", s.listNetworks)
 	handle("GET /networks/{id}", s.inspectNetwork)
 	handle("POST /networks/create", s.createNetwork)
 	handle("DELETE /networks/{id}", s.removeNetwork)
 	handle("POST /networks/prune", s.pruneNetworks)
-	notYet := func(w http.ResponseWriter, r *http.Request, tenant string) {
-		if _, err := s.resolveNetwork(r.Context(), tenant, r.PathValue("id")); err != nil {
-			writeError(w, err)
-			return
-		}
-		writeError(w, errdefs.InvalidArgument("containers join networks when they are created (docker run --network): connecting and disconnecting are not supported yet"))
-	}
-	handle("POST /networks/{id}/connect", notYet)
-	handle("POST /networks/{id}/disconnect", notYet)
+	handle("POST /networks/{id}/connect", s.connectNetwork)
+	handle("POST /networks/{id}/disconnect", s.disconnectNetwork)
 }
 
 // predefined are the names Docker reserves for its own networks.
@@ -367,4 +363,147 @@ func (s *Server) defaultNetwork(ctx context.Context, tenant string, withContaine
 		}
 	}
 	return n, nil
+}
+
+// connectNetwork is POST /networks/{id}/connect. A running container
+// joins at once: its pod's node plugs one of the VM's spare NICs.
+func (s *Server) connectNetwork(w http.ResponseWriter, r *http.Request, tenant string) {
+	var req network.ConnectRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+		writeError(w, errdefs.InvalidArgument("invalid JSON: %v", err))
+		return
+	}
+	at := model.Attachment{}
+	if ep := req.EndpointConfig; ep != nil {
+		if ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address.IsValid() {
+			at.IP = ep.IPAMConfig.IPv4Address.String()
+		}
+		for _, a := range ep.Aliases {
+			if !store.ValidAlias(a) || strings.ContainsAny(a, " \t") {
+				writeError(w, errdefs.InvalidArgument("invalid network alias %q", a))
+				return
+			}
+			at.Aliases = append(at.Aliases, a)
+		}
+	}
+	err := s.changeNetworks(r.Context(), tenant, r.PathValue("id"), req.Container, func(c *ctr, n *model.Network, p *model.Pod) error {
+		for _, have := range p.Spec.Attachments {
+			if have.Network == n.Name {
+				return errdefs.PermissionDenied("endpoint with name %s already exists in network %s", p.Alias, n.Alias)
+			}
+		}
+		at.Network = n.Name
+		p.Spec.Attachments = append(p.Spec.Attachments, at)
+		// Its address, checked against the tenant's other pods.
+		return s.Networks.Assign(context.WithoutCancel(r.Context()), p)
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// disconnectNetwork is POST /networks/{id}/disconnect.
+func (s *Server) disconnectNetwork(w http.ResponseWriter, r *http.Request, tenant string) {
+	var req network.DisconnectRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+		writeError(w, errdefs.InvalidArgument("invalid JSON: %v", err))
+		return
+	}
+	err := s.changeNetworks(r.Context(), tenant, r.PathValue("id"), req.Container, func(c *ctr, n *model.Network, p *model.Pod) error {
+		i := slices.IndexFunc(p.Spec.Attachments, func(at model.Attachment) bool { return at.Network == n.Name })
+		if i < 0 {
+			return errdefs.InvalidArgument("container %s is not connected to network %s", c.ID(), n.Alias)
+		}
+		if len(p.Spec.Attachments) == 1 {
+			return errdefs.InvalidArgument("container %s would be on no network: a container here keeps at least one (connect it to another first)", c.Name())
+		}
+		p.Spec.Attachments = slices.Delete(p.Spec.Attachments, i, i+1)
+		return nil
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// networkChangeTimeout bounds the wait for a running pod's node to plug
+// or unplug its NIC.
+const networkChangeTimeout = time.Minute
+
+// changeNetworks applies change to the attachments of a container's pod
+// under its tenant's lock, keeps the names of its networks for Docker,
+// and, when the pod runs, waits until its node has changed its NICs
+// (undoing the change when it could not).
+func (s *Server) changeNetworks(ctx context.Context, tenant, netRef, ctrRef string, change func(*ctr, *model.Network, *model.Pod) error) error {
+	if s.Networks == nil {
+		return errdefs.Unavailable("networks are not served here")
+	}
+	n, err := s.resolveNetwork(ctx, tenant, netRef)
+	if err != nil {
+		return err
+	}
+	c, err := s.resolve(ctx, tenant, ctrRef)
+	if err != nil {
+		return err
+	}
+	if n == nil || len(c.pod.Spec.Attachments) == 0 {
+		return errdefs.InvalidArgument("container %s and the default network %s: a container joins or leaves it only when it is created (docker run --network)", c.Name(), defaultNetworkName)
+	}
+	var before []model.Attachment
+	var updated *model.Pod
+	err = s.Store.Locked(ctx, store.TenantLock(tenant), func() error {
+		updated, err = store.Modify[model.Pod](ctx, s.Store, model.KindPod, tenant, c.ID(), func(p *model.Pod) (bool, error) {
+			before = slices.Clone(p.Spec.Attachments)
+			if err := change(c, n, p); err != nil {
+				return false, err
+			}
+			nets := map[string]netInfo{}
+			for _, at := range p.Spec.Attachments {
+				info, ok := c.nets[at.Network]
+				if at.Network == n.Name {
+					info, ok = netInfo{Name: n.Alias, Subnet: n.Spec.Subnet, Gateway: n.Spec.Gateway}, true
+				}
+				if ok {
+					nets[at.Network] = info
+				}
+			}
+			b, err := json.Marshal(nets)
+			if err != nil {
+				return false, err
+			}
+			p.Annotations[annNetworks] = string(b)
+			return true, nil
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	action := events.ActionConnect
+	if len(updated.Spec.Attachments) < len(before) {
+		action = events.ActionDisconnect
+	}
+	if updated.Status.Phase == model.PhaseRunning && updated.Status.CradleID != "" {
+		wctx, cancel := context.WithTimeout(ctx, networkChangeTimeout)
+		p, err := store.WaitFor[model.Pod](wctx, s.Store, model.KindPod, tenant, c.ID(), func(p *model.Pod) bool {
+			return p == nil || p.Status.NetworksSynced >= updated.Generation || p.Status.Phase != model.PhaseRunning
+		})
+		cancel()
+		switch {
+		case err != nil:
+			return fmt.Errorf("container %s did not change networks within %s: %w", c.Name(), networkChangeTimeout, err)
+		case p != nil && p.Status.NetworksSynced >= updated.Generation && p.Status.NetworksError != "":
+			// Put the spec back as the VM is.
+			store.Modify[model.Pod](context.WithoutCancel(ctx), s.Store, model.KindPod, tenant, c.ID(), func(q *model.Pod) (bool, error) {
+				q.Spec.Attachments = before
+				return true, nil
+			})
+			return errdefs.Conflict("%s", p.Status.NetworksError)
+		}
+	}
+	s.emit(tenant, events.NetworkEventType, action, n.Name, map[string]string{"container": c.ID(), "name": n.Alias, "type": "bridge"})
+	return nil
 }

@@ -1,11 +1,15 @@
 package guest
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/hearth-cloud/hearth/cradle/spec"
 )
@@ -30,6 +34,15 @@ func configureNetwork(n *spec.Network) error {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
+	}
+	// Spare NICs (host.SpareMAC's 52:55:…) step out of the way of the
+	// names the others take.
+	for _, l := range links {
+		if mac := l.Attrs().HardwareAddr.String(); strings.HasPrefix(mac, "52:55:") {
+			if err := netlink.LinkSetName(l, spareName(mac)); err != nil {
+				return fmt.Errorf("spare NIC %s: rename: %w", mac, err)
+			}
+		}
 	}
 	for _, ifc := range n.Interfaces {
 		var link netlink.Link
@@ -67,3 +80,101 @@ func configureNetwork(n *spec.Network) error {
 	}
 	return nil
 }
+
+// plug takes up a NIC plugged while the pod runs, as configureNetwork
+// does at boot, and when dns is given points the containers' resolv.conf
+// at it.
+func (g *Guest) plug(ifc spec.Interface, dns []string) error {
+	link, err := linkByMAC(ifc.MAC)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetDown(link); err != nil {
+		return fmt.Errorf("interface %s: down: %w", ifc.Name, err)
+	}
+	if err := netlink.LinkSetName(link, ifc.Name); err != nil {
+		return fmt.Errorf("interface %s: rename: %w", ifc.Name, err)
+	}
+	addr, err := netlink.ParseAddr(ifc.Address)
+	if err != nil {
+		return fmt.Errorf("interface %s: address %s: %w", ifc.Name, ifc.Address, err)
+	}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("interface %s: add address: %w", ifc.Name, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("interface %s: up: %w", ifc.Name, err)
+	}
+	if ifc.Gateway != "" {
+		route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.ParseIP(ifc.Gateway)}
+		// Only when the pod has no way out yet.
+		if err := netlink.RouteAdd(route); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("interface %s: default route via %s: %w", ifc.Name, ifc.Gateway, err)
+		}
+	}
+	if len(dns) > 0 {
+		return g.setDNS(dns)
+	}
+	return nil
+}
+
+// unplugNIC takes a plugged NIC down before its tap leaves the bridge,
+// and renames it out of the way of the next plug.
+func unplugNIC(ifc spec.Interface) error {
+	link, err := netlink.LinkByName(ifc.Name)
+	if err != nil {
+		return &callError{spec.ErrNotFound, fmt.Sprintf("interface %s: %v", ifc.Name, err)}
+	}
+	if err := netlink.LinkSetDown(link); err != nil {
+		return fmt.Errorf("interface %s: down: %w", ifc.Name, err)
+	}
+	addrs, _ := netlink.AddrList(link, netlink.FAMILY_ALL)
+	for _, a := range addrs {
+		netlink.AddrDel(link, &a)
+	}
+	if err := netlink.LinkSetName(link, spareName(link.Attrs().HardwareAddr.String())); err != nil {
+		return fmt.Errorf("interface %s: rename: %w", ifc.Name, err)
+	}
+	return nil
+}
+
+func linkByMAC(mac string) (netlink.Link, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range links {
+		if strings.EqualFold(l.Attrs().HardwareAddr.String(), mac) {
+			return l, nil
+		}
+	}
+	return nil, &callError{spec.ErrNotFound, "no NIC with MAC " + mac}
+}
+
+// setDNS points the pod's containers at new resolvers: each one's
+// resolv.conf is rewritten in place, so the bind mount shows it.
+func (g *Guest) setDNS(dns []string) error {
+	g.mu.Lock()
+	if g.launch != nil && g.launch.Network != nil {
+		g.launch.Network.DNS = dns
+	}
+	var dirs []string
+	for _, c := range g.containers {
+		dirs = append(dirs, c.dir)
+	}
+	g.mu.Unlock()
+	conf := g.resolvConf()
+	for _, d := range dirs {
+		p := filepath.Join(d, "etc", "resolv.conf")
+		if _, err := os.Stat(p); err != nil {
+			continue // not started yet: it gets the new one
+		}
+		if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+			return fmt.Errorf("resolv.conf: %w", err)
+		}
+	}
+	return nil
+}
+
+// spareName is an unplugged NIC's name: "sp" and its MAC's last 4 bytes.
+func spareName(mac string) string { return "sp" + strings.ReplaceAll(mac, ":", "")[4:] }

@@ -116,6 +116,21 @@ func (g *Guest) handle(st net.Conn) {
 		}
 		reply(st, g.setup(req.Launch, req.Time))
 
+	case spec.OpPlug, spec.OpUnplug:
+		if req.Interface == nil {
+			reply(st, &callError{spec.ErrInvalid, string(req.Op) + " without an interface"})
+			return
+		}
+		if req.Op == spec.OpPlug {
+			reply(st, g.plug(*req.Interface, req.DNS))
+		} else {
+			err := unplugNIC(*req.Interface)
+			if err == nil && len(req.DNS) > 0 {
+				err = g.setDNS(req.DNS)
+			}
+			reply(st, err)
+		}
+
 	case spec.OpStart:
 		c, err := g.container(req.Container)
 		if err != nil {

@@ -50,19 +50,34 @@ var DefaultBridge = Bridge{
 // Ensure creates the bridge if it is missing, gives it the gateway address,
 // and installs NAT. It is idempotent and safe to run concurrently.
 func (b Bridge) Ensure() error {
+	// A bridge left to itself takes the lowest MAC of its ports, so its
+	// address would change as pods come and go, and pods that cached the
+	// old one would lose their gateway (and resolver) for as long as
+	// their ARP entry lasts. It gets a fixed one, from its gateway.
+	mac, _ := net.ParseMAC(MACFor(b.Gateway))
 	link, err := netlink.LinkByName(b.Name)
 	if err == nil && link.Attrs().Flags&net.FlagUp != 0 {
 		// The bridge is brought up last, so an up bridge is a ready one:
 		// the common case costs one netlink call.
+		if !bytes.Equal(link.Attrs().HardwareAddr, mac) {
+			if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
+				return fmt.Errorf("bridge %s: MAC: %w", b.Name, err)
+			}
+		}
 		return nil
 	}
 	if err != nil {
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Name}}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Name, HardwareAddr: mac}}
 		if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("create bridge %s: %w", b.Name, err)
 		}
 		if link, err = netlink.LinkByName(b.Name); err != nil {
 			return fmt.Errorf("bridge %s: %w", b.Name, err)
+		}
+	}
+	if !bytes.Equal(link.Attrs().HardwareAddr, mac) {
+		if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
+			return fmt.Errorf("bridge %s: MAC: %w", b.Name, err)
 		}
 	}
 	if b.Owner != "" {

@@ -66,6 +66,26 @@ func (c *Client) Wait() (*spec.PodState, error) {
 	return r.State, nil
 }
 
+// Plug puts one of the pod's spare NICs on ifc's network while it runs;
+// it returns the pod's state with the NIC.
+func (c *Client) Plug(ifc spec.Interface, dns []string) (*spec.PodState, error) {
+	r, err := c.call(&spec.Request{Op: spec.OpPlug, Interface: &ifc, DNS: dns})
+	if err != nil {
+		return nil, err
+	}
+	return r.State, nil
+}
+
+// Unplug takes the NIC named name off its network; dns, when given,
+// becomes the containers' resolvers.
+func (c *Client) Unplug(name string, dns []string) (*spec.PodState, error) {
+	r, err := c.call(&spec.Request{Op: spec.OpUnplug, Interface: &spec.Interface{Name: name}, DNS: dns})
+	if err != nil {
+		return nil, err
+	}
+	return r.State, nil
+}
+
 // StartPod starts the containers of a pod created without autostart.
 func (c *Client) StartPod() error {
 	_, err := c.call(&spec.Request{Op: spec.OpStartPod})

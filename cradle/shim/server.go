@@ -84,7 +84,7 @@ func (s *Shim) handle(conn net.Conn) {
 		} else if req.Op == spec.OpPlug {
 			err = s.plug(*req.Interface, req.DNS)
 		} else {
-			err = s.unplug(req.Interface.Name)
+			err = s.unplug(req.Interface.Name, req.DNS)
 		}
 		if err != nil {
 			respond(conn, err)

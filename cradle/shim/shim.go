@@ -66,10 +66,10 @@ type Shim struct {
 	launch *spec.Launch
 	// guarded are the taps with spoofing guards to lift at the end.
 	guarded []guarded
-	// plugged holds the spare NICs in use, by tap index; plugMu
-	// serialises plugs.
-	plugged map[int]spec.Interface
-	plugMu  sync.Mutex
+	// slots are the pod's NICs by tap index, nil where on no network;
+	// plugMu serialises plugs.
+	slots  []*spec.Interface
+	plugMu sync.Mutex
 
 	mu         sync.Mutex
 	state      spec.PodState
@@ -118,6 +118,7 @@ func Run(ctx context.Context, o Options) error {
 		s.state.IP = l.Network.Interfaces[0].Address
 		s.state.Interfaces = append([]spec.Interface(nil), l.Network.Interfaces...)
 	}
+	s.initSlots()
 	logDir := o.Paths.LogDir()
 	if l.LogDir != "" {
 		logDir = l.LogDir

@@ -83,7 +83,8 @@ const (
 	// OpPlug puts a spare NIC on Interface's bridge and configures it in
 	// the guest with Interface's name and address (and DNS, when given,
 	// for the containers' resolv.conf); it answers the PodState. OpUnplug
-	// takes the NIC named Interface.Name off again.
+	// takes the NIC named Interface.Name off again. Either, given DNS,
+	// points the containers' resolv.conf at it.
 	OpPlug   Op = "plug"
 	OpUnplug Op = "unplug"
 	// OpExec and OpSignal are forwarded to the guest.

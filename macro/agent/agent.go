@@ -98,6 +98,9 @@ type Agent struct {
 	Build Builder
 	// NewID makes VM IDs.
 	NewID func() string
+	// SyncNetworks brings a running pod's NICs in line with its
+	// attachments; nil leaves them as the pod started.
+	SyncNetworks func(ctx context.Context, p *model.Pod, vm string) error
 	// OnVMStart observes how long a pod's VM took to start.
 	OnVMStart func(time.Duration)
 	// Ports publishes pods' ports on this node; nil publishes none.

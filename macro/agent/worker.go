@@ -52,6 +52,8 @@ type worker struct {
 	heldUntil time.Time
 	// stopHealth ends the healthcheck of the current VM.
 	stopHealth context.CancelFunc
+	// synced is the generation the running VM's networks match.
+	synced int64
 }
 
 type exit struct {
@@ -236,6 +238,19 @@ func (w *worker) reconcile(ctx context.Context, p *model.Pod) bool {
 			w.a.Log.Warn("start held pod", "pod", w.key, "err", err)
 		}
 	}
+	if w.running && w.synced < p.Generation && w.a.SyncNetworks != nil {
+		err := w.a.SyncNetworks(ctx, p, w.vm)
+		if err != nil {
+			w.a.Log.Warn("bring the pod's networks in line", "pod", w.key, "err", err)
+		}
+		w.synced = p.Generation
+		w.setStatus(ctx, p, func(s *model.PodStatus) {
+			s.NetworksSynced, s.NetworksError = p.Generation, ""
+			if err != nil {
+				s.NetworksError = err.Error()
+			}
+		})
+	}
 	if w.running {
 		if p.Status.Phase != model.PhaseRunning || p.Status.CradleID != w.vm {
 			// Rebound to this node while its VM ran on (a leader that
@@ -314,6 +329,7 @@ func (w *worker) start(ctx context.Context, p *model.Pod, hold bool) {
 		return
 	}
 	w.vm, w.running, w.startedAt = id, true, time.Now()
+	w.synced = p.Generation
 	w.heldUntil = time.Time{}
 	if hold {
 		w.heldUntil = time.Now().Add(w.a.holdTimeout())
@@ -334,6 +350,7 @@ func (w *worker) start(ctx context.Context, p *model.Pod, hold bool) {
 		s.ExitCode = 0
 		s.Containers = nil
 		s.Health = nil
+		s.NetworksSynced, s.NetworksError = p.Generation, ""
 	})
 	go w.wait(ctx, id)
 	w.startHealth(ctx, p, id)

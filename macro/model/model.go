@@ -380,8 +380,13 @@ type PodStatus struct {
 	RestartCount int               `json:"restartCount,omitempty"`
 	// Restarting is set with an exit after which the agent restarts the
 	// pod by its policy, so readers need not guess the agent's decision.
-	Restarting bool      `json:"restarting,omitempty"`
-	StartedAt  time.Time `json:"startedAt,omitempty"`
+	Restarting bool `json:"restarting,omitempty"`
+	// NetworksSynced is the spec generation whose attachments the running
+	// VM's NICs were last brought in line with (a network joined or left
+	// while it runs), and NetworksError why that failed, if it did.
+	NetworksSynced int64     `json:"networksSynced,omitempty"`
+	NetworksError  string    `json:"networksError,omitempty"`
+	StartedAt      time.Time `json:"startedAt,omitempty"`
 	FinishedAt time.Time `json:"finishedAt,omitempty"`
 	// ScheduledAt is when the scheduler bound the pod.
 	ScheduledAt time.Time `json:"scheduledAt,omitempty"`

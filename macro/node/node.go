@@ -167,9 +167,12 @@ func Run(ctx context.Context, o Options) error {
 		Store:    st,
 		VMM:      &cradleVMM{rt: rt, accel: accel, logs: filepath.Join(o.DataDir, "macro", "logs")},
 		Build:    builder(st, resolvers, images, rt, o.DataDir),
-		NewID:    cradle.NewID,
-		Log:      o.Log,
-		Ports:    ports,
+		SyncNetworks: func(ctx context.Context, p *model.Pod, vm string) error {
+			return syncNetworks(ctx, st, resolvers, rt, p, vm, defaultBridge(rt).Name, bridgeOwner(o.DataDir))
+		},
+		NewID: cradle.NewID,
+		Log:   o.Log,
+		Ports: ports,
 
 		OnVMStart: func(d time.Duration) { mtr.VMStart.Observe(d.Seconds()) },
 	}
@@ -601,57 +604,142 @@ func pruneBridges(ctx context.Context, st *store.Store, res *dns.Resolvers, defa
 	return err
 }
 
+// spareNICs is how many networks beyond those it starts on a pod on user
+// networks can join while it runs (docker network connect): a microVM's
+// NICs are fixed at boot.
+const spareNICs = 2
+
 // attachNetworks gives the pod a NIC on each of its networks, on their
 // bridges here; the first network that is not internal carries the
 // default route.
 func attachNetworks(ctx context.Context, st *store.Store, res *dns.Resolvers, p *model.Pod, defaultBridge, owner string) (*spec.Network, error) {
-	out := &spec.Network{}
+	out := &spec.Network{Spare: min(spareNICs, spec.MaxInterfaces-len(p.Spec.Attachments))}
 	routed := false
 	for i, at := range p.Spec.Attachments {
-		n, err := store.Get[model.Network](ctx, st, model.KindNetwork, p.Tenant, at.Network)
+		ifc, n, err := attachment(ctx, st, res, p, at, defaultBridge, owner)
 		if err != nil {
-			return nil, fmt.Errorf("network %s: %w", at.Network, err)
-		}
-		br, err := networkBridge(n, defaultBridge, owner)
-		if err != nil {
-			return nil, err
-		}
-		other, err := host.OverlappingBridge(br.Name, userBridgePrefix, br.Subnet)
-		if err == nil && other != "" {
-			// Perhaps a bridge a deleted node left behind.
-			if err := host.RemoveOrphans(userBridgePrefix, ownerAlive); err != nil {
-				return nil, err
-			}
-			other, err = host.OverlappingBridge(br.Name, userBridgePrefix, br.Subnet)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if other != "" {
-			return nil, errdefs.FailedPrecondition("network %s (%s) overlaps the subnet of another tenant's network on node bridge %s: one node cannot hold both yet", n.Alias, br.Subnet, other)
-		}
-		if err := br.Ensure(); err != nil {
-			return nil, err
-		}
-		if err := res.Ensure(br.Name, p.Tenant, n.Name, br.Gateway); err != nil {
 			return nil, err
 		}
 		if len(out.DNS) == 0 {
 			// The first network's resolver answers for all of the pod's.
-			out.DNS = []string{br.Gateway.String()}
+			out.DNS = []string{ifc.Gateway}
 		}
-		ip, err := netip.ParseAddr(at.IP)
-		if err != nil {
-			return nil, fmt.Errorf("network %s: the pod has no address", n.Alias)
+		ifc.Name = fmt.Sprintf("eth%d", i)
+		if routed || n.Spec.Internal {
+			ifc.Gateway = ""
 		}
-		ifc := spec.Interface{Name: fmt.Sprintf("eth%d", i), MAC: host.MACFor(ip),
-			Address: netip.PrefixFrom(ip, br.Subnet.Bits()).String(), Bridge: br.Name}
-		if !routed && !n.Spec.Internal {
-			ifc.Gateway, routed = br.Gateway.String(), true
-		}
+		routed = routed || ifc.Gateway != ""
 		out.Interfaces = append(out.Interfaces, ifc)
 	}
 	return out, nil
+}
+
+// attachment readies the pod's network at on this node (its bridge and
+// resolver) and describes the pod's NIC on it, unnamed, its Gateway the
+// network's gateway.
+func attachment(ctx context.Context, st *store.Store, res *dns.Resolvers, p *model.Pod, at model.Attachment, defaultBridge, owner string) (spec.Interface, *model.Network, error) {
+	var ifc spec.Interface
+	n, err := store.Get[model.Network](ctx, st, model.KindNetwork, p.Tenant, at.Network)
+	if err != nil {
+		return ifc, nil, fmt.Errorf("network %s: %w", at.Network, err)
+	}
+	br, err := networkBridge(n, defaultBridge, owner)
+	if err != nil {
+		return ifc, nil, err
+	}
+	other, err := host.OverlappingBridge(br.Name, userBridgePrefix, br.Subnet)
+	if err == nil && other != "" {
+		// Perhaps a bridge a deleted node left behind.
+		if err := host.RemoveOrphans(userBridgePrefix, ownerAlive); err != nil {
+			return ifc, nil, err
+		}
+		other, err = host.OverlappingBridge(br.Name, userBridgePrefix, br.Subnet)
+	}
+	if err != nil {
+		return ifc, nil, err
+	}
+	if other != "" {
+		return ifc, nil, errdefs.FailedPrecondition("network %s (%s) overlaps the subnet of another tenant's network on node bridge %s: one node cannot hold both yet", n.Alias, br.Subnet, other)
+	}
+	if err := br.Ensure(); err != nil {
+		return ifc, nil, err
+	}
+	if err := res.Ensure(br.Name, p.Tenant, n.Name, br.Gateway); err != nil {
+		return ifc, nil, err
+	}
+	ip, err := netip.ParseAddr(at.IP)
+	if err != nil {
+		return ifc, nil, fmt.Errorf("network %s: the pod has no address", n.Alias)
+	}
+	ifc = spec.Interface{MAC: host.MACFor(ip), Address: netip.PrefixFrom(ip, br.Subnet.Bits()).String(),
+		Bridge: br.Name, Gateway: br.Gateway.String()}
+	return ifc, n, nil
+}
+
+// syncNetworks brings a running pod's NICs in line with its attachments:
+// a network joined since it started takes a free NIC, one left frees its
+// NIC (docker network connect and disconnect).
+func syncNetworks(ctx context.Context, st *store.Store, res *dns.Resolvers, rt *cradle.Runtime, p *model.Pod, vm, defaultBridge, owner string) error {
+	if len(p.Spec.Attachments) == 0 {
+		return nil // on the default network, which it cannot leave
+	}
+	cl, err := rt.Client(vm)
+	if err != nil {
+		return err
+	}
+	state, err := cl.State()
+	if err != nil {
+		return err
+	}
+	have := map[string]spec.Interface{}
+	names := map[string]bool{}
+	for _, ifc := range state.Interfaces {
+		have[ifc.Bridge] = ifc
+		names[ifc.Name] = true
+	}
+	want := map[string]bool{}
+	// As at boot, the first network's resolver answers for all.
+	var dns []string
+	for _, at := range p.Spec.Attachments {
+		ifc, n, err := attachment(ctx, st, res, p, at, defaultBridge, owner)
+		if err != nil {
+			return err
+		}
+		if dns == nil {
+			dns = []string{ifc.Gateway}
+		}
+		want[ifc.Bridge] = true
+		if cur, ok := have[ifc.Bridge]; ok && cur.Address == ifc.Address {
+			continue
+		} else if ok {
+			// Reconnected with another address.
+			if _, err := cl.Unplug(cur.Name, nil); err != nil {
+				return fmt.Errorf("leave network %s: %w", n.Alias, err)
+			}
+			delete(names, cur.Name)
+		}
+		for i := 0; ; i++ {
+			if !names[fmt.Sprintf("eth%d", i)] {
+				ifc.Name = fmt.Sprintf("eth%d", i)
+				break
+			}
+		}
+		if n.Spec.Internal {
+			ifc.Gateway = ""
+		}
+		if _, err := cl.Plug(ifc, dns); err != nil {
+			return fmt.Errorf("join network %s: %w", n.Alias, err)
+		}
+		names[ifc.Name] = true
+	}
+	for br, ifc := range have {
+		if !want[br] {
+			if _, err := cl.Unplug(ifc.Name, dns); err != nil {
+				return fmt.Errorf("leave the network of bridge %s: %w", br, err)
+			}
+		}
+	}
+	return nil
 }
 
 func builder(st *store.Store, res *dns.Resolvers, images *image.Service, rt *cradle.Runtime, dataDir string) agent.Builder {

@@ -197,6 +197,9 @@ func (a *Allocator) Assign(ctx context.Context, p *model.Pod) error {
 	}
 	used := map[string]map[netip.Addr]bool{}
 	for _, o := range pods {
+		if o.Name == p.Name {
+			continue // a pod joining another network keeps its addresses
+		}
 		for _, at := range o.Spec.Attachments {
 			if ip, err := netip.ParseAddr(at.IP); err == nil {
 				if used[at.Network] == nil {

@@ -261,3 +261,82 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	})
 	d.assertNothingLeft(t, "networks")
 }
+
+// TestDockerNetworkConnect: network connect and disconnect of running and
+// stopped containers: reachability, names and addresses follow at once,
+// and Docker's errors.
+func TestDockerNetworkConnect(t *testing.T) {
+	t.Parallel()
+	d := newDockerEnv(t)
+	d.ok(t, "network", "create", "--subnet", "10.91.0.0/24", "front")
+	d.ok(t, "network", "create", "--subnet", "10.92.0.0/24", "back")
+	d.ok(t, "network", "create", "--subnet", "10.93.0.0/24", "third")
+	d.ok(t, "network", "create", "--subnet", "10.94.0.0/24", "fourth")
+	d.ok(t, "run", "-d", "--name", "web", "--network", "front", dockerImg, "sleep", "1000")
+	d.ok(t, "run", "-d", "--name", "db", "--network", "back", "--ip", "10.92.0.50", dockerImg, "sleep", "1000")
+	reaches := func(from, to string) bool {
+		return d.docker(t, "exec", from, "ping", "-c", "1", "-W", "3", to).code == 0
+	}
+	if reaches("web", "10.92.0.50") {
+		t.Fatal("web reached db before it joined back")
+	}
+
+	// A running container joins: at once reachable, by name and alias
+	// too, with the address asked for.
+	d.ok(t, "network", "connect", "--alias", "api", "--ip", "10.92.0.7", "back", "web")
+	if !reaches("web", "10.92.0.50") || !reaches("web", "db") || !reaches("db", "api") || !reaches("db", "web") {
+		t.Error("after connect: web and db do not reach each other by address, name and alias")
+	}
+	if out := d.ok(t, "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}", "web"); out != "back=10.92.0.7 front=10.91.0.2 \n" {
+		t.Errorf("inspect after connect: %q", out)
+	}
+	if out := d.ok(t, "network", "inspect", "back", "-f", "{{range .Containers}}{{.Name}} {{end}}"); !strings.Contains(out, "web ") {
+		t.Errorf("network inspect back after connect: %q", out)
+	}
+
+	// Bad input, with Docker's messages.
+	d.fails(t, 1, "endpoint with name web already exists in network back", "network", "connect", "back", "web")
+	d.fails(t, 1, "No such container: nosuch", "network", "connect", "back", "nosuch")
+	d.fails(t, 1, "network nosuch not found", "network", "connect", "nosuch", "web")
+	d.fails(t, 1, "Address already in use", "network", "connect", "--ip", "10.91.0.2", "front", "db")
+	d.fails(t, 1, "is not connected to network third", "network", "disconnect", "third", "web")
+	code, body, _ := d.api(t, "POST", "/networks/back/connect", `{"Container":`)
+	apiError(t, "malformed JSON", code, body, http.StatusBadRequest, "invalid JSON")
+
+	// Leaving: unreachable at once; the first network can go too, and the
+	// container's names are answered from the one it keeps.
+	d.ok(t, "network", "disconnect", "back", "web")
+	if reaches("web", "10.92.0.50") {
+		t.Error("web reached db after leaving back")
+	}
+	d.ok(t, "network", "connect", "back", "web")
+	d.ok(t, "network", "disconnect", "front", "web")
+	if !reaches("web", "db") {
+		t.Error("web cannot reach db by name after leaving its first network")
+	}
+	d.fails(t, 1, "at least one", "network", "disconnect", "back", "web")
+
+	// A running VM has its NICs from the start: two spare ones.
+	d.ok(t, "network", "connect", "third", "web")
+	d.ok(t, "network", "connect", "front", "web")
+	d.fails(t, 1, "no free NIC", "network", "connect", "fourth", "web")
+	if out := d.ok(t, "inspect", "-f", "{{len .NetworkSettings.Networks}}", "web"); out != "3\n" {
+		t.Errorf("after a refused connect web is on %q networks, want 3", out)
+	}
+
+	// A stopped container's networks change for its next start.
+	d.ok(t, "stop", "-t", "0", "db")
+	d.ok(t, "network", "connect", "front", "db")
+	d.ok(t, "network", "disconnect", "back", "db")
+	d.ok(t, "start", "db")
+	if out := d.ok(t, "exec", "db", "ip", "-4", "-o", "addr", "show", "scope", "global"); strings.Count(out, "inet ") != 1 || !strings.Contains(out, "10.91.0.") {
+		t.Errorf("db after connect and disconnect while stopped:\n%s", out)
+	}
+	if !reaches("web", "db") {
+		t.Errorf("web cannot reach db on front: web has\n%s\ndb has\n%s\n%s", d.docker(t, "exec", "web", "ip", "-4", "-o", "addr").stdout,
+			d.docker(t, "exec", "db", "ip", "-4", "-o", "addr").stdout, d.docker(t, "exec", "web", "nslookup", "-type=a", "db"))
+	}
+	d.ok(t, "rm", "-f", "web", "db")
+	d.ok(t, "network", "rm", "front", "back", "third", "fourth")
+	d.assertNothingLeft(t, "network connect")
+}
