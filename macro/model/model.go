@@ -387,7 +387,7 @@ type PodStatus struct {
 	NetworksSynced int64     `json:"networksSynced,omitempty"`
 	NetworksError  string    `json:"networksError,omitempty"`
 	StartedAt      time.Time `json:"startedAt,omitempty"`
-	FinishedAt time.Time `json:"finishedAt,omitempty"`
+	FinishedAt     time.Time `json:"finishedAt,omitempty"`
 	// ScheduledAt is when the scheduler bound the pod.
 	ScheduledAt time.Time `json:"scheduledAt,omitempty"`
 	// Health is the healthcheck's state while the pod runs.
