@@ -338,5 +338,6 @@ func TestDockerNetworkConnect(t *testing.T) {
 	}
 	d.ok(t, "rm", "-f", "web", "db")
 	d.ok(t, "network", "rm", "front", "back", "third", "fourth")
+	eventually(t, time.Minute, "the networks' bridges to go", func() bool { return len(ownedBridges(t, d.n.Data)) == 0 })
 	d.assertNothingLeft(t, "network connect")
 }
