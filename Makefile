@@ -12,7 +12,7 @@ RUN_DIR ?= /run/hearth
 GUEST_LDFLAGS := -s -w
 GUEST_ENV := CGO_ENABLED=0 GOOS=linux GOARCH=amd64
 
-.PHONY: all deps build kernel run test unit e2e bench lint clean
+.PHONY: all deps build kernel compose run test unit e2e bench lint clean
 
 all: build
 
@@ -30,6 +30,11 @@ build:
 # kernel/hearth.config, cached by a hash of config, script and source.
 kernel:
 	@kernel/build.sh $(BIN)/vmlinux
+
+# compose builds the Docker Compose v2 CLI plugin the end-to-end tests
+# drive, cached by a hash of its version and script.
+compose:
+	@hack/compose.sh $(BIN)/cli-plugins/docker-compose
 
 # run sets everything up and starts Hearth in the foreground on its
 # embedded defaults, with a small busybox image in its store.
@@ -53,7 +58,7 @@ unit:
 e2e:
 	$(GO) test -count=1 -tags e2e -timeout 35m ./test/e2e/...
 
-test: deps kernel build lint unit e2e
+test: deps kernel build compose lint unit e2e
 
 # bench measures start time, idle cost and memory against baselines
 # measured in the same run (see bench/).

@@ -36,7 +36,7 @@ var (
 	dataDir string
 	runDir  string
 	img     struct {
-		busybox, config, noexec, arm64, layered, layeredBase, hog, echo, oci, corrupt, garbage, volume string
+		busybox, config, noexec, arm64, layered, layeredBase, hog, echo, oci, corrupt, garbage, volume, app string
 	}
 )
 
@@ -137,6 +137,14 @@ func buildImages(dir string) error {
 		return err
 	}
 	if img.volume, err = save("volume", im); err != nil {
+		return err
+	}
+
+	app, err := testimage.App()
+	if err != nil {
+		return err
+	}
+	if img.app, err = save("app", app); err != nil {
 		return err
 	}
 

@@ -1,0 +1,159 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// compose is the Compose v2 plugin `make test` builds (hack/compose.sh).
+func (d *dockerEnv) useCompose(t *testing.T) {
+	t.Helper()
+	plugin := filepath.Join(repo, "bin", "cli-plugins", "docker-compose")
+	if _, err := os.Stat(plugin); err != nil {
+		t.Fatalf("the compose plugin is missing (make compose): %v", err)
+	}
+	dir := filepath.Join(d.config, "cli-plugins")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(plugin, filepath.Join(dir, "docker-compose")); err != nil && !os.IsExist(err) {
+		t.Fatal(err)
+	}
+}
+
+// get asks the three-tier app for a key through its web front.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func put(t *testing.T, url, value string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(value))
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+const shopCompose = `name: shop
+services:
+  kv:
+    image: hearth.test/app:latest
+    command: ["/app", "kv"]
+    volumes:
+      - kvdata:/data
+    healthcheck:
+      test: ["CMD", "/app", "check", "http://localhost:8080/health"]
+      interval: 1s
+      timeout: 5s
+      retries: 60
+  api:
+    image: hearth.test/app:latest
+    command: ["/app", "api"]
+    depends_on:
+      kv:
+        condition: service_healthy
+  web:
+    image: hearth.test/app:latest
+    command: ["/app", "web"]
+    ports:
+      - "127.0.0.1:%d:80"
+    depends_on:
+      - api
+volumes:
+  kvdata:
+`
+
+// TestCompose: a three-tier app (web → api → kv with a volume and a
+// healthcheck) comes up with docker compose, answers through its
+// published port, scales, keeps its data across down and up, and leaves
+// nothing behind.
+func TestCompose(t *testing.T) {
+	t.Parallel()
+	d := newDockerEnv(t)
+	d.useCompose(t)
+	d.n.must("image", "load", "-q", "-i", img.app)
+	dir := t.TempDir()
+	port := freePort(t)
+	file := filepath.Join(dir, "compose.yaml")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf(shopCompose, port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	compose := func(args ...string) string {
+		t.Helper()
+		return d.ok(t, append([]string{"compose", "-f", file}, args...)...)
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d/k/", port)
+
+	compose("up", "-d", "--wait")
+	if out := compose("ps", "--format", "{{.Service}} {{.State}} {{.Health}}"); !strings.Contains(out, "kv running healthy") || !strings.Contains(out, "api running") || !strings.Contains(out, "web running") {
+		t.Errorf("compose ps after up --wait:\n%s", out)
+	}
+	if code, body := put(t, base+"greeting", "hello"); code != 200 || !strings.Contains(body, "stored") {
+		t.Fatalf("PUT through web: %d %q", code, body)
+	}
+	if code, body := get(t, base+"greeting"); code != 200 || !strings.Contains(body, "value=hello") || !strings.HasPrefix(body, "web=") {
+		t.Fatalf("GET through web: %d %q", code, body)
+	}
+
+	// A second up with no change recreates nothing.
+	ids := d.ok(t, "ps", "-q", "--no-trunc")
+	compose("up", "-d", "--wait")
+	if again := d.ok(t, "ps", "-q", "--no-trunc"); again != ids {
+		t.Errorf("a second up changed the containers:\n%s\n%s", ids, again)
+	}
+
+	// Three api replicas, answered in turn by name.
+	compose("up", "-d", "--wait", "--scale", "api=3")
+	apis := map[string]bool{}
+	for i := 0; i < 30 && len(apis) < 3; i++ {
+		_, body := get(t, base+"greeting")
+		for _, f := range strings.Fields(body) {
+			if strings.HasPrefix(f, "api=") {
+				apis[f] = true
+			}
+		}
+	}
+	if len(apis) != 3 {
+		t.Errorf("requests reached %d api replicas, want 3: %v", len(apis), apis)
+	}
+
+	// down and up again: the KV's data is still there.
+	compose("down")
+	if out := d.ok(t, "ps", "-a", "-q"); out != "" {
+		t.Errorf("containers after down: %q", out)
+	}
+	compose("up", "-d", "--wait")
+	if code, body := get(t, base+"greeting"); code != 200 || !strings.Contains(body, "value=hello") {
+		t.Errorf("GET after down and up: %d %q", code, body)
+	}
+
+	// down -v takes the volume; nothing is left.
+	compose("down", "-v")
+	if out := d.ok(t, "volume", "ls", "-q"); out != "" {
+		t.Errorf("volumes after down -v: %q", out)
+	}
+	if out := d.ok(t, "network", "ls", "--filter", "type=custom", "-q"); out != "" {
+		t.Errorf("networks after down -v: %q", out)
+	}
+	d.assertNothingLeft(t, "compose down -v")
+}
