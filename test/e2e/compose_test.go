@@ -157,3 +157,141 @@ func TestCompose(t *testing.T) {
 	}
 	d.assertNothingLeft(t, "compose down -v")
 }
+
+const toolsCompose = `name: tools
+services:
+  app:
+    image: hearth.test/busybox:latest
+    command: ["sh", "-c", "echo started; exec sleep 1000"]
+    environment:
+      MODE: prod
+    working_dir: /srv
+    hostname: apphost
+    labels:
+      tier: front
+    networks:
+      ext:
+        aliases: [svc]
+    volumes:
+      - shared:/shared
+    tmpfs:
+      - /scratch
+    stop_grace_period: 1s
+    init: true
+  debug:
+    image: hearth.test/busybox:latest
+    command: ["sleep", "1000"]
+    profiles: [debug]
+    networks: [ext]
+  sick:
+    image: hearth.test/busybox:latest
+    command: ["sleep", "1000"]
+    profiles: [sick]
+    healthcheck:
+      test: ["CMD", "false"]
+      interval: 1s
+      retries: 2
+networks:
+  ext:
+    external: true
+    name: outside
+volumes:
+  shared:
+    external: true
+    name: keep
+`
+
+// TestComposeCommands: profiles, external networks and volumes, and the
+// everyday commands (ps, logs, exec, run, stop/start/restart, pause, top,
+// port, cp, config, ls, images, kill, rm); a healthcheck that never passes
+// fails up --wait with compose's message.
+func TestComposeCommands(t *testing.T) {
+	t.Parallel()
+	d := newDockerEnv(t)
+	d.useCompose(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yaml")
+	if err := os.WriteFile(file, []byte(toolsCompose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	compose := func(args ...string) string {
+		t.Helper()
+		return d.ok(t, append([]string{"compose", "-f", file}, args...)...)
+	}
+	// External resources must exist first.
+	if r := d.docker(t, "compose", "-f", file, "up", "-d"); r.code == 0 || !strings.Contains(r.stderr, "outside") {
+		t.Errorf("up without the external network: %s", r)
+	}
+	d.ok(t, "network", "create", "outside")
+	// Shared: app and a run of it write it at once.
+	d.ok(t, "volume", "create", "--opt", "shared=true", "keep")
+
+	compose("up", "-d", "--wait")
+	if out := compose("ps", "--format", "{{.Service}}"); out != "app\n" {
+		t.Errorf("ps without the debug profile: %q", out)
+	}
+	compose("--profile", "debug", "up", "-d", "--wait")
+	if out := compose("--profile", "debug", "ps", "--format", "{{.Service}}"); out != "app\ndebug\n" {
+		t.Errorf("ps with the debug profile: %q", out)
+	}
+	if out := compose("exec", "-T", "app", "sh", "-c", "echo $MODE $(pwd) $(hostname)"); out != "prod /srv apphost\n" {
+		t.Errorf("exec: %q", out)
+	}
+	if r := d.docker(t, "compose", "-f", file, "--profile", "debug", "exec", "-T", "debug", "ping", "-c", "1", "-W", "3", "svc"); r.code != 0 {
+		t.Errorf("debug reaching app by its alias: %s", r)
+	}
+	if out := compose("logs", "--no-log-prefix", "app"); !strings.Contains(out, "started") {
+		t.Errorf("logs: %q", out)
+	}
+	if out := compose("run", "--rm", "-T", "app", "sh", "-c", "echo ran > /shared/f; cat /shared/f"); !strings.Contains(out, "ran") {
+		t.Errorf("run --rm: %q", out)
+	}
+	if out := compose("exec", "-T", "app", "cat", "/shared/f"); out != "ran\n" {
+		t.Errorf("the external volume seen by app: %q", out)
+	}
+	compose("stop", "app")
+	compose("start", "app")
+	compose("restart", "app")
+	compose("pause", "app")
+	compose("unpause", "app")
+	if out := compose("top", "app"); !strings.Contains(out, "sleep") {
+		t.Errorf("top: %q", out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "in.txt"), []byte("copied"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	compose("cp", filepath.Join(dir, "in.txt"), "app:/scratch/in.txt")
+	if out := compose("exec", "-T", "app", "cat", "/scratch/in.txt"); out != "copied" {
+		t.Errorf("cp into app: %q", out)
+	}
+	if out := compose("config", "--services"); !strings.Contains(out, "app") {
+		t.Errorf("config --services: %q", out)
+	}
+	if out := d.ok(t, "compose", "ls", "--format", "json"); !strings.Contains(out, `"Name":"tools"`) {
+		t.Errorf("compose ls: %q", out)
+	}
+	if out := compose("images", "--format", "json"); !strings.Contains(out, "busybox") {
+		t.Errorf("compose images: %q", out)
+	}
+	if out := d.ok(t, "ps", "--filter", "label=com.docker.compose.service=app", "--format", "{{.Label \"tier\"}}"); out != "front\n" {
+		t.Errorf("labels: %q", out)
+	}
+
+	// A healthcheck that never passes: up --wait fails, nothing crashes.
+	r := d.docker(t, "compose", "-f", file, "--profile", "sick", "up", "-d", "--wait", "--wait-timeout", "20", "sick")
+	if r.code == 0 || !(strings.Contains(r.stderr, "unhealthy") || strings.Contains(r.stderr, "timeout")) {
+		t.Errorf("up --wait of a service that never gets healthy: %s", r)
+	}
+	compose("--profile", "debug", "--profile", "sick", "kill", "sick")
+	compose("--profile", "debug", "--profile", "sick", "rm", "-f", "sick")
+	compose("--profile", "debug", "down")
+	if out := d.ok(t, "ps", "-a", "-q"); out != "" {
+		t.Errorf("containers after down: %q", out)
+	}
+	// External resources outlive the project.
+	d.ok(t, "network", "inspect", "outside")
+	d.ok(t, "volume", "inspect", "keep")
+	d.ok(t, "network", "rm", "outside")
+	d.ok(t, "volume", "rm", "keep")
+	d.assertNothingLeft(t, "compose commands")
+}
