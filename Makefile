@@ -62,7 +62,7 @@ test: deps kernel build compose lint unit e2e
 
 # bench measures start time, idle cost and memory against baselines
 # measured in the same run (see bench/).
-bench: deps kernel build
+bench: deps kernel build compose
 	$(GO) test -count=1 -tags bench -timeout 60m -run Bench -v ./bench/
 
 clean:
