@@ -295,3 +295,100 @@ func TestComposeCommands(t *testing.T) {
 	d.ok(t, "volume", "rm", "keep")
 	d.assertNothingLeft(t, "compose commands")
 }
+
+const featuresCompose = `name: feat
+services:
+  worker:
+    image: hearth.test/busybox:latest
+    entrypoint: ["sh", "-c"]
+    command: ["echo $$GREETING $$FROM_FILE; exec sleep 1000"]
+    env_file: [app.env]
+    environment:
+      GREETING: %s
+    user: "1000:1000"
+    read_only: true
+    restart: unless-stopped
+    expose: ["9000"]
+    deploy:
+      replicas: 2
+      resources:
+        limits:
+          cpus: "1"
+          memory: 256M
+  other:
+    image: hearth.test/busybox:latest
+    command: ["sleep", "1000"]
+`
+
+// TestComposeRecreate: service options reach the containers, and a
+// changed service is recreated while an unchanged one is kept; a missing
+// image fails with the registry's error.
+func TestComposeRecreate(t *testing.T) {
+	t.Parallel()
+	d := newDockerEnv(t)
+	d.useCompose(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yaml")
+	write := func(greeting string) {
+		if err := os.WriteFile(file, []byte(fmt.Sprintf(featuresCompose, greeting)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.env"), []byte("FROM_FILE=fromfile\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	compose := func(args ...string) string {
+		t.Helper()
+		return d.ok(t, append([]string{"compose", "-f", file}, args...)...)
+	}
+	write("hello")
+	compose("up", "-d", "--wait")
+	if out := compose("ps", "-q", "worker"); len(strings.Fields(out)) != 2 {
+		t.Errorf("deploy.replicas 2: %q", out)
+	}
+	c := d.inspect(t, "feat-worker-1")
+	if c.Config.User != "1000:1000" || !c.HostConfig.ReadonlyRootfs || c.HostConfig.RestartPolicy.Name != "unless-stopped" ||
+		c.HostConfig.NanoCPUs != 1e9 || c.HostConfig.Memory != 256<<20 {
+		t.Errorf("worker's options: user %q ro %v restart %q cpus %d memory %d", c.Config.User, c.HostConfig.ReadonlyRootfs,
+			c.HostConfig.RestartPolicy.Name, c.HostConfig.NanoCPUs, c.HostConfig.Memory)
+	}
+	if out := compose("exec", "-T", "worker", "id", "-u"); out != "1000\n" {
+		t.Errorf("user: %q", out)
+	}
+	d.waitLogs(t, "feat-worker-1", "hello fromfile")
+	if r := d.docker(t, "compose", "-f", file, "exec", "-T", "worker", "touch", "/x"); r.code == 0 {
+		t.Error("read_only: a write to the root filesystem worked")
+	}
+
+	otherID := d.inspect(t, "feat-other-1").ID
+	workerID := c.ID
+	write("changed")
+	compose("up", "-d", "--wait")
+	if id := d.inspect(t, "feat-other-1").ID; id != otherID {
+		t.Error("an unchanged service was recreated")
+	}
+	if id := d.inspect(t, "feat-worker-1").ID; id == workerID {
+		t.Error("a changed service was not recreated")
+	}
+	d.waitLogs(t, "feat-worker-1", "changed fromfile")
+	compose("up", "-d", "--wait", "--force-recreate", "--no-deps", "other")
+	if id := d.inspect(t, "feat-other-1").ID; id == otherID {
+		t.Error("--force-recreate kept the container")
+	}
+
+	// An image that cannot be pulled is compose's error, and no half-made
+	// container is left.
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("name: bad\nservices:\n  x:\n    image: 127.0.0.1:1/nosuch:latest\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := d.docker(t, "compose", "-f", bad, "up", "-d"); r.code == 0 {
+		t.Errorf("up with an image that cannot be pulled: %s", r)
+	}
+	if out := d.ok(t, "ps", "-a", "-q", "--filter", "label=com.docker.compose.project=bad"); out != "" {
+		t.Errorf("containers of the failed project: %q", out)
+	}
+	d.docker(t, "compose", "-f", bad, "down")
+	compose("down")
+	d.assertNothingLeft(t, "compose recreate")
+}
