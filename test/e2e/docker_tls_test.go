@@ -117,6 +117,27 @@ func TestDockerTLS(t *testing.T) {
 	d.ok(t, "volume", "inspect", "data")
 	d.ok(t, "volume", "rm", "data")
 
+	// Compose projects of one name in two tenants are two projects.
+	d.useCompose(t)
+	file := filepath.Join(t.TempDir(), "compose.yaml")
+	if err := os.WriteFile(file, []byte("name: same\nservices:\n  s:\n    image: "+dockerImg+"\n    command: [sleep, \"1000\"]\n    volumes:\n      - vol:/v\nvolumes:\n  vol:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.ok(t, "compose", "-f", file, "up", "-d", "--wait")
+	if r := d.dockerWith(t, acme, "compose", "-f", file, "up", "-d", "--wait"); r.code != 0 {
+		t.Errorf("the tenant's compose up of the admin's project name: %s", r)
+	}
+	if r := d.dockerWith(t, acme, "compose", "-f", file, "ps", "-q"); len(strings.Fields(r.stdout)) != 1 {
+		t.Errorf("the tenant's compose ps: %s", r)
+	}
+	d.ok(t, "compose", "-f", file, "down", "-v")
+	if r := d.dockerWith(t, acme, "compose", "-f", file, "ps", "--format", "{{.State}}"); r.stdout != "running\n" {
+		t.Errorf("the tenant's project after the admin's down: %s", r)
+	}
+	if r := d.dockerWith(t, acme, "compose", "-f", file, "down", "-v"); r.code != 0 {
+		t.Errorf("the tenant's compose down: %s", r)
+	}
+
 	// A tenant's certificate is enough to act, and nothing else is.
 	node := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignNode("intruder", pub, nil) })
 	if r := d.dockerWith(t, tlsEnv(node), "ps"); r.code == 0 || !strings.Contains(r.stderr, "not a tenant's") {
