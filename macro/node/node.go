@@ -80,6 +80,9 @@ type Options struct {
 	Bridge host.Bridge
 	// MetricsListen serves Prometheus metrics on HOST:PORT when set.
 	MetricsListen string
+	// AddressPools are dockerd-style pools (base=CIDR,size=BITS) for
+	// networks created without a subnet; empty is ipam.DefaultPools.
+	AddressPools []string
 	// DockerListen serves the Docker API over TLS on HOST:PORT when set,
 	// to clients with a tenant's certificate of the cluster CA.
 	DockerListen string
@@ -209,6 +212,13 @@ func Run(ctx context.Context, o Options) error {
 	dapi.Bridge.Subnet, dapi.Bridge.Gateway = bridge.Subnet, bridge.Gateway
 	// User networks keep off the nodes' default bridge.
 	dapi.Networks = &ipam.Allocator{Store: st, Reserved: []netip.Prefix{bridge.Subnet}}
+	for _, pool := range o.AddressPools {
+		subnets, err := ipam.ParsePool(pool)
+		if err != nil {
+			return err
+		}
+		dapi.Networks.Pools = append(dapi.Networks.Pools, subnets...)
+	}
 	dapi.Volumes = &volume.Manager{Store: st, Node: o.Name}
 	if err := dapi.Serve(filepath.Join(o.RunDir, "docker.sock")); err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
@@ -257,4 +259,46 @@ func Address(spec model.NetworkSpec, want string, used map[netip.Addr]bool) (net
 		}
 	}
 	return netip.Addr{}, errdefs.Unavailable("no available IPv4 addresses on this network's address pools: %s", rng)
+}
+
+// ParsePool reads a pool as dockerd's --default-address-pool takes it,
+// "base=CIDR,size=BITS", and splits it into its subnets.
+func ParsePool(s string) ([]netip.Prefix, error) {
+	var base netip.Prefix
+	size := -1
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch k {
+		case "base":
+			p, err := netip.ParsePrefix(v)
+			if err != nil || !p.Addr().Is4() {
+				return nil, fmt.Errorf("address pool %q: base %q is not an IPv4 CIDR", s, v)
+			}
+			base = p.Masked()
+		case "size":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("address pool %q: size %q is not a number of bits", s, v)
+			}
+			size = n
+		default:
+			return nil, fmt.Errorf("address pool %q: unknown key %q (base=CIDR,size=BITS)", s, k)
+		}
+	}
+	if !base.IsValid() || size < 0 {
+		return nil, fmt.Errorf("address pool %q: want base=CIDR,size=BITS", s)
+	}
+	if size < base.Bits() || size > 30 || size-base.Bits() > 16 {
+		return nil, fmt.Errorf("address pool %q: size %d must be between the base's %d bits and 30, and make at most 65536 subnets", s, size, base.Bits())
+	}
+	var out []netip.Prefix
+	n := 1 << (size - base.Bits())
+	step := uint32(1) << (32 - size)
+	a4 := base.Addr().As4()
+	start := uint32(a4[0])<<24 | uint32(a4[1])<<16 | uint32(a4[2])<<8 | uint32(a4[3])
+	for i := 0; i < n; i++ {
+		v := start + uint32(i)*step
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), size))
+	}
+	return out, nil
 }

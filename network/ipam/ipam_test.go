@@ -219,3 +219,19 @@ func TestAssign(t *testing.T) {
 		t.Errorf("removing a network no pod uses: %v", err)
 	}
 }
+
+func TestParsePool(t *testing.T) {
+	got, err := ParsePool("base=10.200.0.0/16,size=24")
+	if err != nil || len(got) != 256 || got[0].String() != "10.200.0.0/24" || got[255].String() != "10.200.255.0/24" {
+		t.Fatalf("ParsePool /16 in /24s: %v (%d) %v", got[:min(2, len(got))], len(got), err)
+	}
+	if got, err := ParsePool("size=20, base=192.168.0.0/16"); err != nil || len(got) != 16 || got[1].String() != "192.168.16.0/20" {
+		t.Fatalf("ParsePool in another order: %v %v", got, err)
+	}
+	for _, bad := range []string{"", "base=10.0.0.0/8", "size=24", "base=nope,size=24", "base=10.0.0.0/16,size=8",
+		"base=10.0.0.0/16,size=31", "base=10.0.0.0/8,size=30", "base=10.0.0.0/16,size=x", "base=10.0.0.0/16,size=24,x=1", "base=::/64,size=80"} {
+		if _, err := ParsePool(bad); err == nil {
+			t.Errorf("ParsePool(%q) took it", bad)
+		}
+	}
+}

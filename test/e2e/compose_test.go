@@ -115,6 +115,10 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("GET through web: %d %q", code, body)
 	}
 
+	if out := compose("port", "web", "80"); out != fmt.Sprintf("127.0.0.1:%d\n", port) {
+		t.Errorf("compose port: %q", out)
+	}
+
 	// A second up with no change recreates nothing.
 	ids := d.ok(t, "ps", "-q", "--no-trunc")
 	compose("up", "-d", "--wait")
@@ -374,6 +378,15 @@ func TestComposeRecreate(t *testing.T) {
 	compose("up", "-d", "--wait", "--force-recreate", "--no-deps", "other")
 	if id := d.inspect(t, "feat-other-1").ID; id == otherID {
 		t.Error("--force-recreate kept the container")
+	}
+
+	// A service gone from the file is an orphan: --remove-orphans takes it.
+	if err := os.WriteFile(file, []byte(strings.Split(fmt.Sprintf(featuresCompose, "changed"), "  other:")[0]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	compose("up", "-d", "--wait", "--remove-orphans")
+	if r := d.docker(t, "inspect", "feat-other-1"); r.code == 0 {
+		t.Error("--remove-orphans left the orphan")
 	}
 
 	// An image that cannot be pulled is compose's error, and no half-made

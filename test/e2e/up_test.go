@@ -14,11 +14,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hearth-cloud/hearth/internal/testcluster"
 )
+
+// poolSeq numbers the nodes' address pools.
+var poolSeq atomic.Int32
 
 // upNode is one `hearth up` with its own dirs and ports.
 type upNode struct {
@@ -32,7 +36,10 @@ func newUpNode(t *testing.T, name string) *upNode {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Cleanup)
+	// A pool of its own, so that networks of the tests' clusters, which
+	// run side by side on this host, never overlap.
 	n.Up = []string{"--lease-ttl", "3s",
+		"--default-address-pool", fmt.Sprintf("base=10.%d.0.0/16,size=24", 128+poolSeq.Add(1)%120),
 		"--etcd-listen-client", fmt.Sprintf("https://127.0.0.1:%d", freePort(t)),
 		"--etcd-listen-peer", fmt.Sprintf("https://127.0.0.1:%d", freePort(t))}
 	return &upNode{Node: n, t: t}
@@ -313,7 +320,10 @@ func TestUpExternalEtcd(t *testing.T) {
 	}
 	t.Cleanup(func() { etcd.Process.Kill(); etcd.Wait() })
 	n := newUpNode(t, "ext1")
-	n.Up = []string{"--lease-ttl", "3s", "--etcd-endpoints", client}
+	// A pool of its own, so that networks of the tests' clusters, which
+	// run side by side on this host, never overlap.
+	n.Up = []string{"--lease-ttl", "3s",
+		"--default-address-pool", fmt.Sprintf("base=10.%d.0.0/16,size=24", 128+poolSeq.Add(1)%120), "--etcd-endpoints", client}
 	eventually(t, time.Minute, "etcd to serve", func() bool {
 		resp, err := http.Get(client + "/health")
 		if err != nil {
