@@ -52,8 +52,9 @@ type Guest struct {
 
 	mu         sync.Mutex
 	launch     *spec.Launch
-	layers     map[int]string    // layer index → mount point
-	volumes    map[string]string // volume name → mount point
+	layers     map[int]string            // layer index → mount point
+	volumes    map[string]string         // volume name → mount point
+	nics       map[string]spec.Interface // the NICs on networks now, by name
 	containers map[string]*container
 	shutdown   bool
 }
@@ -65,6 +66,7 @@ func New(log *slog.Logger) *Guest {
 		reaper:     newReaper(),
 		layers:     map[int]string{},
 		volumes:    map[string]string{},
+		nics:       map[string]spec.Interface{},
 		containers: map[string]*container{},
 	}
 }
@@ -201,6 +203,13 @@ func (g *Guest) setup(l *spec.Launch, now time.Time) error {
 	}
 	if err := unix.Sethostname([]byte(host)); err != nil {
 		return fmt.Errorf("hostname: %w", err)
+	}
+	if l.Network != nil {
+		g.mu.Lock()
+		for _, ifc := range l.Network.Interfaces {
+			g.nics[ifc.Name] = ifc
+		}
+		g.mu.Unlock()
 	}
 	if err := configureNetwork(l.Network); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -70,12 +71,8 @@ func configureNetwork(n *spec.Network) error {
 		if err := netlink.LinkSetUp(link); err != nil {
 			return fmt.Errorf("interface %s: up: %w", ifc.Name, err)
 		}
-		if ifc.Gateway != "" {
-			gw := net.ParseIP(ifc.Gateway)
-			route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}
-			if err := netlink.RouteAdd(route); err != nil {
-				return fmt.Errorf("interface %s: default route via %s: %w", ifc.Name, gw, err)
-			}
+		if err := defaultRoute(link, ifc); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -105,15 +102,49 @@ func (g *Guest) plug(ifc spec.Interface, dns []string) error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("interface %s: up: %w", ifc.Name, err)
 	}
-	if ifc.Gateway != "" {
-		route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.ParseIP(ifc.Gateway)}
-		// Only when the pod has no way out yet.
-		if err := netlink.RouteAdd(route); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("interface %s: default route via %s: %w", ifc.Name, ifc.Gateway, err)
-		}
+	if err := defaultRoute(link, ifc); err != nil {
+		return err
 	}
+	g.mu.Lock()
+	g.nics[ifc.Name] = ifc
+	g.mu.Unlock()
 	if len(dns) > 0 {
 		return g.setDNS(dns)
+	}
+	return nil
+}
+
+// defaultRoute routes through ifc's gateway when the pod has no default
+// route yet: the first NIC with a gateway carries it.
+func defaultRoute(link netlink.Link, ifc spec.Interface) error {
+	if ifc.Gateway == "" {
+		return nil
+	}
+	route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.ParseIP(ifc.Gateway)}
+	if err := netlink.RouteAdd(route); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("interface %s: default route via %s: %w", ifc.Name, ifc.Gateway, err)
+	}
+	return nil
+}
+
+// unplug takes a NIC off; when it carried the default route, the next
+// NIC with a gateway takes it over.
+func (g *Guest) unplug(ifc spec.Interface) error {
+	if err := unplugNIC(ifc); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	delete(g.nics, ifc.Name)
+	var rest []spec.Interface
+	for _, n := range g.nics {
+		rest = append(rest, n)
+	}
+	g.mu.Unlock()
+	sort.Slice(rest, func(i, j int) bool { return rest[i].Name < rest[j].Name })
+	for _, n := range rest {
+		if link, err := netlink.LinkByName(n.Name); err == nil && n.Gateway != "" {
+			return defaultRoute(link, n)
+		}
 	}
 	return nil
 }

@@ -124,7 +124,7 @@ func (g *Guest) handle(st net.Conn) {
 		if req.Op == spec.OpPlug {
 			reply(st, g.plug(*req.Interface, req.DNS))
 		} else {
-			err := unplugNIC(*req.Interface)
+			err := g.unplug(*req.Interface)
 			if err == nil && len(req.DNS) > 0 {
 				err = g.setDNS(req.DNS)
 			}

@@ -88,7 +88,9 @@ type Interface struct {
 	MAC string `json:"mac"`
 	// Address with prefix, e.g. "10.88.0.5/16".
 	Address string `json:"address"`
-	// Gateway is the default route through this NIC; empty for none.
+	// Gateway is the network's gateway, empty for a network with no way
+	// out. The first NIC with one carries the default route; when it
+	// goes (OpUnplug), the next takes it over.
 	Gateway string `json:"gateway,omitempty"`
 	// Bridge is the host bridge the tap joins.
 	Bridge string `json:"bridge"`

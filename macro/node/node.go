@@ -621,10 +621,9 @@ const spareNICs = 2
 
 // attachNetworks gives the pod a NIC on each of its networks, on their
 // bridges here; the first network that is not internal carries the
-// default route.
+// default route (the guest's rule: the first NIC with a gateway).
 func attachNetworks(ctx context.Context, st *store.Store, res *dns.Resolvers, p *model.Pod, defaultBridge, owner string) (*spec.Network, error) {
 	out := &spec.Network{Spare: min(spareNICs, spec.MaxInterfaces-len(p.Spec.Attachments))}
-	routed := false
 	for i, at := range p.Spec.Attachments {
 		ifc, n, err := attachment(ctx, st, res, p, at, defaultBridge, owner)
 		if err != nil {
@@ -635,10 +634,10 @@ func attachNetworks(ctx context.Context, st *store.Store, res *dns.Resolvers, p 
 			out.DNS = []string{ifc.Gateway}
 		}
 		ifc.Name = fmt.Sprintf("eth%d", i)
-		if routed || n.Spec.Internal {
+		if n.Spec.Internal {
+			// No way out: no default route through it, ever.
 			ifc.Gateway = ""
 		}
-		routed = routed || ifc.Gateway != ""
 		out.Interfaces = append(out.Interfaces, ifc)
 	}
 	return out, nil

@@ -314,6 +314,10 @@ func TestDockerNetworkConnect(t *testing.T) {
 	if !reaches("web", "db") {
 		t.Error("web cannot reach db by name after leaving its first network")
 	}
+	// The default route went with front; back's gateway took it over.
+	if out := d.ok(t, "exec", "web", "ip", "route"); !strings.Contains(out, "default via 10.92.0.1") {
+		t.Errorf("web's routes after leaving the network of its default route:\n%s", out)
+	}
 	d.fails(t, 1, "at least one", "network", "disconnect", "back", "web")
 
 	// A running VM has its NICs from the start: two spare ones.
