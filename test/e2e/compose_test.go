@@ -3,10 +3,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -280,6 +282,42 @@ func TestComposeCommands(t *testing.T) {
 	if out := d.ok(t, "ps", "--filter", "label=com.docker.compose.service=app", "--format", "{{.Label \"tier\"}}"); out != "front\n" {
 		t.Errorf("labels: %q", out)
 	}
+
+	// logs -f and events follow: a restart shows in both.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var logs, evs syncBuffer
+	logsCmd := d.cmd(ctx, "compose", "-f", file, "logs", "-f", "--no-log-prefix", "app")
+	logsCmd.Stdout = &logs
+	evCmd := d.cmd(ctx, "compose", "-f", file, "events", "--json")
+	evCmd.Stdout = &evs
+	for _, c := range []*exec.Cmd{logsCmd, evCmd} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second) // both are following
+	compose("restart", "app")
+	eventually(t, time.Minute, "logs -f and events to show the restart", func() bool {
+		return strings.Count(logs.String(), "started") >= 2 && strings.Contains(evs.String(), `"action":"start"`)
+	})
+	cancel()
+	logsCmd.Wait()
+	evCmd.Wait()
+
+	// pull fetches a service's image from its registry.
+	reg := startRegistry(t, noAuth)
+	ref := reg.Host + "/tools/busybox:1"
+	d.ok(t, "tag", dockerImg, ref)
+	d.ok(t, "push", ref)
+	d.ok(t, "rmi", ref)
+	pullFile := filepath.Join(dir, "pull.yaml")
+	if err := os.WriteFile(pullFile, []byte("name: pulled\nservices:\n  p:\n    image: "+ref+"\n    command: [sleep, \"1000\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.ok(t, "compose", "-f", pullFile, "pull")
+	d.ok(t, "image", "inspect", ref)
+	d.ok(t, "rmi", ref)
 
 	// A healthcheck that never passes: up --wait fails, nothing crashes.
 	r := d.docker(t, "compose", "-f", file, "--profile", "sick", "up", "-d", "--wait", "--wait-timeout", "20", "sick")
