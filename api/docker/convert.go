@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -394,6 +395,9 @@ func (c *ctr) mounts() []container.MountPoint {
 			case "bind":
 				mp.Type = "bind"
 				mp.Propagation = "rprivate"
+				if m.SubPath != "" {
+					mp.Source = path.Join(v.Source, m.SubPath)
+				}
 			case "tmpfs":
 				mp.Type = "tmpfs"
 			case "volume":

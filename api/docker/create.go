@@ -608,10 +608,20 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec, anon map[string]struct{
 			}
 			return errdefs.InvalidArgument("invalid mount config for type \"bind\": %v", err)
 		}
-		if !fi.IsDir() {
-			return errdefs.InvalidArgument("bind mounts of single files (%s) are not supported yet: mount a directory", src)
+		switch {
+		case fi.IsDir():
+			return add(model.Volume{Type: "bind", Source: src}, target, ro)
+		case fi.Mode().IsRegular():
+			// A file: its directory is shared with the VM, and only the
+			// file is bound into the container.
+			if err := add(model.Volume{Type: "bind", Source: filepath.Dir(src)}, target, ro); err != nil {
+				return err
+			}
+			c.Mounts[len(c.Mounts)-1].SubPath = filepath.Base(src)
+			return nil
+		default:
+			return errdefs.InvalidArgument("bind mounts of %s (a device, socket or pipe) are not supported: a VM cannot share it", src)
 		}
-		return add(model.Volume{Type: "bind", Source: src}, target, ro)
 	}
 	for _, b := range hc.Binds {
 		parts := strings.Split(b, ":")

@@ -500,7 +500,7 @@ func TestMountsBinds(t *testing.T) {
 		{"data:ro:/path", "invalid mode: /path"},
 		{src + ":relative", "mount path must be absolute: relative"},
 		{src + ":/", "destination can't be '/'"},
-		{file + ":/file", "single files"},
+		{"/dev/null:/n", "a device, socket or pipe"},
 	}
 	for _, tt := range bad {
 		err := mounts(&container.HostConfig{Binds: []string{tt.bind}}, testPodSpec(), nil, true)
@@ -508,6 +508,15 @@ func TestMountsBinds(t *testing.T) {
 	}
 	err := mounts(&container.HostConfig{Binds: []string{src + ":/data", src + ":/data/"}}, testPodSpec(), nil, true)
 	wantInvalid(t, "duplicate", err, "Duplicate mount point: /data")
+
+	// A single file: its directory is shared, the file mounted.
+	ps = testPodSpec()
+	if err := mounts(&container.HostConfig{Binds: []string{file + ":/etc/app.conf:ro"}}, ps, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if v, m := ps.Volumes[0], ps.Containers[0].Mounts[0]; v.Source != dir || m.SubPath != "file" || m.Target != "/etc/app.conf" || !m.ReadOnly {
+		t.Errorf("a single-file bind: volume %+v, mount %+v", v, m)
+	}
 }
 
 // Docker's Linux parser takes the consistency modes (cached, delegated,

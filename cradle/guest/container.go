@@ -312,6 +312,18 @@ func (g *Guest) buildRootfs(c *container) (string, error) {
 				return "", fmt.Errorf("fill volume %s from %s: %w", m.Volume, m.Target, err)
 			}
 		}
+		if m.SubPath != "" {
+			var err error
+			if src, err = securejoin.SecureJoin(src, m.SubPath); err != nil {
+				return "", err
+			}
+			if fi, err := os.Stat(src); err == nil && !fi.IsDir() {
+				if err := bindFile(rootfs, m.Target, src, m.ReadOnly); err != nil {
+					return "", fmt.Errorf("mount %s of volume %s at %s: %w", m.SubPath, m.Volume, m.Target, err)
+				}
+				continue
+			}
+		}
 		if err := bindDir(rootfs, m.Target, src, m.ReadOnly); err != nil {
 			return "", fmt.Errorf("mount volume %s at %s: %w", m.Volume, m.Target, err)
 		}

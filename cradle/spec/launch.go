@@ -183,6 +183,10 @@ type Mount struct {
 	// volume is empty, owners, modes and times kept (Docker's
 	// behaviour for a new named volume).
 	Fill bool `json:"fill,omitempty"`
+	// SubPath mounts only this relative path of the volume, a file or a
+	// directory (a bind mount of a single host file shares its
+	// directory).
+	SubPath string `json:"subPath,omitempty"`
 }
 
 var (
@@ -315,6 +319,9 @@ func (l *Launch) Validate() error {
 				return fmt.Errorf("container %q: duplicate mount point %s", c.Name, t)
 			}
 			targets[t] = true
+			if sp := m.SubPath; sp != "" && (path.IsAbs(sp) || path.Clean(sp) != sp || sp == ".." || strings.HasPrefix(sp, "../")) {
+				return fmt.Errorf("container %q: mount sub-path %q is not a clean relative path inside its volume", c.Name, sp)
+			}
 		}
 	}
 	return nil

@@ -317,6 +317,9 @@ type Mount struct {
 	// NoCopy leaves an empty named volume empty; without it the image's
 	// content at Target fills it the first time it is mounted.
 	NoCopy bool `json:"noCopy,omitempty"`
+	// SubPath mounts only this relative path of the volume (a bind of a
+	// single host file shares its directory and mounts the file).
+	SubPath string `json:"subPath,omitempty"`
 }
 
 // Volume is storage of a pod: a named volume object, a host directory

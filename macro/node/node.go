@@ -802,7 +802,7 @@ func builder(st *store.Store, res *dns.Resolvers, images *image.Service, rt *cra
 				// An empty volume takes the image's content at its
 				// mount point, as Docker fills one.
 				fill := v.Type == "volume" && !m.NoCopy && !volume.ReadOnly(p, v.Name)
-				sc.Mounts = append(sc.Mounts, spec.Mount{Volume: fmt.Sprintf("v%d", idx), Target: m.Target, ReadOnly: m.ReadOnly, Fill: fill})
+				sc.Mounts = append(sc.Mounts, spec.Mount{Volume: fmt.Sprintf("v%d", idx), Target: m.Target, ReadOnly: m.ReadOnly, Fill: fill, SubPath: m.SubPath})
 			}
 		}
 		l = b.Finish()

@@ -138,6 +138,15 @@ func TestDockerVolumes(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(host, "x")); err != nil || string(b) != "bound\n" {
 		t.Errorf("bind mount: %q %v", b, err)
 	}
+	// A single file, as compose files bind configuration: read-only, and
+	// written through.
+	if r := d.docker(t, "run", "--rm", "-v", filepath.Join(host, "x")+":/etc/app.conf:ro", dockerImg, "sh", "-c", "cat /etc/app.conf; ls /etc | grep -c '^x$'; echo no > /etc/app.conf"); r.stdout != "bound\n0\n" || !strings.Contains(r.stderr, "Read-only file system") {
+		t.Errorf("a read-only single-file bind: %s", r)
+	}
+	d.ok(t, "run", "--rm", "-v", filepath.Join(host, "x")+":/conf", dockerImg, "sh", "-c", "echo rewritten > /conf")
+	if b, _ := os.ReadFile(filepath.Join(host, "x")); string(b) != "rewritten\n" {
+		t.Errorf("a write to a single-file bind: %q", b)
+	}
 
 	// hearth is killed and restarts: the holder runs on, its volume
 	// mounted, what it wrote there.
