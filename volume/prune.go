@@ -25,21 +25,22 @@ func Prune(ctx context.Context, st *store.Store, dataDir, node string, log *slog
 			found = append(found, filepath.Join(t.Name(), v.Name()))
 		}
 	}
-	vols, _, err := store.List[model.VolumeObject](ctx, st, model.KindVolume, "")
-	if err != nil {
-		return err
-	}
+	// The watch's first list says which exist; its later events, which
+	// follow that list without a gap, say which go.
 	known := map[string]bool{}
-	for _, v := range vols {
-		known[filepath.Join(v.Tenant, v.Name)] = true
-	}
-	for _, f := range found {
-		if !known[f] {
-			remove(filepath.Join(dataDir, "volumes", f), log)
-		}
-	}
-	err = store.Watch[model.VolumeObject](ctx, st, model.KindVolume, func(ev store.Event[*model.VolumeObject], initial bool) {
-		if ev.Type == store.Deleted && ev.Object != nil && ev.Object.Spec.Node == node {
+	listed := false
+	err := store.Watch[model.VolumeObject](ctx, st, model.KindVolume, func(ev store.Event[*model.VolumeObject], initial bool) {
+		switch {
+		case !listed && ev.Object == nil:
+			listed = true
+			for _, f := range found {
+				if !known[f] {
+					remove(filepath.Join(dataDir, "volumes", f), log)
+				}
+			}
+		case !listed:
+			known[filepath.Join(ev.Object.Tenant, ev.Object.Name)] = true
+		case ev.Type == store.Deleted && ev.Object != nil && ev.Object.Spec.Node == node:
 			remove(Dir(dataDir, ev.Object.Tenant, ev.Object.Name), log)
 		}
 	})

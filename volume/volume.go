@@ -63,6 +63,24 @@ func Path(dataDir, tenant, name string, shared bool) string {
 	return filepath.Join(Dir(dataDir, tenant, name), "disk.img")
 }
 
+// EnsureDir makes the directories that hold a volume's data on its node.
+// The volumes' root is the node admin's alone (0700): what pods keep
+// there is theirs, not the node's other users'.
+func EnsureDir(dataDir, tenant, name string, shared bool) error {
+	root := filepath.Join(dataDir, "volumes")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(root, 0o700); err != nil {
+		return err
+	}
+	dir := Dir(dataDir, tenant, name)
+	if shared {
+		dir = Path(dataDir, tenant, name, true)
+	}
+	return os.MkdirAll(dir, 0o700)
+}
+
 // NewName is a fresh volume object name (and an anonymous volume's
 // alias): 64 hex digits, as Docker's anonymous volume names.
 func NewName() string {
@@ -75,6 +93,11 @@ func NewName() string {
 // size=SIZE bounds it, shared=true makes it a shared directory.
 func Options(opts map[string]string) (size int64, shared bool, err error) {
 	size = DefaultSize
+	if _, sized := opts["size"]; sized && opts["shared"] != "" {
+		if b, _ := strconv.ParseBool(opts["shared"]); b {
+			return 0, false, errdefs.InvalidArgument("invalid options: a shared volume is a directory, and its size cannot be bounded: drop size or shared")
+		}
+	}
 	keys := make([]string, 0, len(opts))
 	for k := range opts {
 		keys = append(keys, k)
@@ -144,7 +167,8 @@ func active(p *model.Pod) bool {
 	case "", model.PhasePending:
 		return p.Spec.Desired == model.DesiredRunning
 	}
-	return false
+	// Exited, but about to start again by its restart policy.
+	return p.Status.Restarting && p.Spec.Desired == model.DesiredRunning
 }
 
 // Conflict says why p may not start while the other pods run: a disk
@@ -279,7 +303,12 @@ func (m *Manager) create(ctx context.Context, tenant, alias string, labels map[s
 		v.Alias = v.Name
 	}
 	if err := m.Store.Create(ctx, v); err != nil {
-		return nil, fmt.Errorf("create volume %s: %w", v.Alias, err)
+		if errdefs.IsAlreadyExists(err) && alias != "" {
+			// Made meanwhile by a docker volume create, which takes no
+			// lock: that is the one.
+			return m.Get(ctx, tenant, alias)
+		}
+		return nil, fmt.Errorf("create volume %s: %v", v.Alias, err)
 	}
 	return v, nil
 }

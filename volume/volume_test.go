@@ -14,12 +14,15 @@ func TestOptions(t *testing.T) {
 	if err != nil || size != DefaultSize || shared {
 		t.Errorf("no options: %d %v %v", size, shared, err)
 	}
-	size, shared, err = Options(map[string]string{"size": "64m", "shared": "true"})
-	if err != nil || size != 64<<20 || !shared {
-		t.Errorf("size=64m shared=true: %d %v %v", size, shared, err)
+	size, shared, err = Options(map[string]string{"size": "64m", "shared": "false"})
+	if err != nil || size != 64<<20 || shared {
+		t.Errorf("size=64m shared=false: %d %v %v", size, shared, err)
+	}
+	if _, shared, err = Options(map[string]string{"shared": "true"}); err != nil || !shared {
+		t.Errorf("shared=true: %v %v", shared, err)
 	}
 	for _, bad := range []map[string]string{
-		{"size": "lots"}, {"size": "-1"}, {"size": "1k"}, {"shared": "maybe"}, {"type": "nfs"},
+		{"size": "lots"}, {"size": "-1"}, {"size": "1g", "shared": "true"}, {"size": "1k"}, {"shared": "maybe"}, {"type": "nfs"},
 	} {
 		if _, _, err := Options(bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%v: %v, want invalid argument", bad, err)

@@ -583,6 +583,16 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec, anon map[string]struct{
 			return errdefs.InvalidArgument("Duplicate mount point: %s", target)
 		}
 		targets[target] = true
+		if v.Type == "volume" && v.Alias != "" {
+			// A named volume mounted twice is one volume of the pod:
+			// one disk, however many mount points.
+			for _, have := range ps.Volumes {
+				if have.Type == "volume" && have.Alias == v.Alias {
+					c.Mounts = append(c.Mounts, model.Mount{Volume: have.Name, Target: target, ReadOnly: ro})
+					return nil
+				}
+			}
+		}
 		v.Name = fmt.Sprintf("m%d", len(ps.Volumes))
 		ps.Volumes = append(ps.Volumes, v)
 		c.Mounts = append(c.Mounts, model.Mount{Volume: v.Name, Target: target, ReadOnly: ro})
@@ -634,12 +644,14 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec, anon map[string]struct{
 		if len(parts) > 3 || parts[0] == "" || parts[1] == "" {
 			return errdefs.InvalidArgument("invalid volume specification: '%s'", b)
 		}
-		ro := false
+		ro, nocopy := false, false
 		if len(parts) == 3 {
 			for _, o := range strings.Split(parts[2], ",") {
 				switch o {
 				case "ro":
 					ro = true
+				case "nocopy":
+					nocopy = true
 				case "rw", "z", "Z", "private", "rprivate", "", "consistent", "cached", "delegated":
 					// SELinux relabelling and macOS consistency modes
 					// mean nothing here, as with Docker on Linux.
@@ -655,7 +667,11 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec, anon map[string]struct{
 			if err := add(model.Volume{Type: "volume", Alias: parts[0]}, parts[1], ro); err != nil {
 				return err
 			}
+			c.Mounts[len(c.Mounts)-1].NoCopy = nocopy
 			continue
+		}
+		if nocopy {
+			return errdefs.InvalidArgument("invalid mode: %s: nocopy is for volumes", parts[2])
 		}
 		if err := bind(parts[0], parts[1], ro, true); err != nil {
 			return err

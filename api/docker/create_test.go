@@ -652,6 +652,16 @@ func TestMountsVolumes(t *testing.T) {
 	err := mounts(&container.HostConfig{Binds: []string{"aa:/x", "bb:/x"}}, testPodSpec(), nil, true)
 	wantInvalid(t, "two volumes on one path", err, "Duplicate mount point: /x")
 
+	// One named volume on two paths is one volume of the pod (one disk);
+	// nocopy is a mode of -v too.
+	ps = testPodSpec()
+	if err := mounts(&container.HostConfig{Binds: []string{"aa:/x", "aa:/y:ro,nocopy"}}, ps, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(ps.Volumes) != 1 || len(ps.Containers[0].Mounts) != 2 || ps.Containers[0].Mounts[1] != (model.Mount{Volume: "m0", Target: "/y", ReadOnly: true, NoCopy: true}) {
+		t.Errorf("a named volume twice: volumes %+v mounts %+v", ps.Volumes, ps.Containers[0].Mounts)
+	}
+
 	// A tenant may use volumes, but not the node's own paths.
 	if err := mounts(&container.HostConfig{Binds: []string{"aa:/x"}}, testPodSpec(), nil, false); err != nil {
 		t.Errorf("a tenant's named volume: %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -454,37 +453,47 @@ func (s *Server) changeNetworks(ctx context.Context, tenant, netRef, ctrRef stri
 	}
 	var before []model.Attachment
 	var updated *model.Pod
-	err = s.Store.Locked(ctx, store.TenantLock(tenant), func() error {
-		updated, err = store.Modify[model.Pod](ctx, s.Store, model.KindPod, tenant, c.ID(), func(p *model.Pod) (bool, error) {
-			before = slices.Clone(p.Spec.Attachments)
-			if err := change(c, n, p); err != nil {
-				return false, err
-			}
-			nets := map[string]netInfo{}
-			for _, at := range p.Spec.Attachments {
-				info, ok := c.nets[at.Network]
-				if at.Network == n.Name {
-					info, ok = netInfo{Name: n.Alias, Subnet: n.Spec.Subnet, Gateway: n.Spec.Gateway}, true
+	// apply changes the pod's attachments under the tenant's lock and
+	// keeps the names Docker shows of its networks.
+	apply := func(change func(p *model.Pod) error) (*model.Pod, error) {
+		var out *model.Pod
+		err := s.Store.Locked(ctx, store.TenantLock(tenant), func() (err error) {
+			out, err = store.Modify[model.Pod](ctx, s.Store, model.KindPod, tenant, c.ID(), func(p *model.Pod) (bool, error) {
+				if err := change(p); err != nil {
+					return false, err
 				}
-				if ok {
-					nets[at.Network] = info
+				nets := map[string]netInfo{}
+				for _, at := range p.Spec.Attachments {
+					info, ok := c.nets[at.Network]
+					if at.Network == n.Name {
+						info, ok = netInfo{Name: n.Alias, Subnet: n.Spec.Subnet, Gateway: n.Spec.Gateway}, true
+					}
+					if ok {
+						nets[at.Network] = info
+					}
 				}
-			}
-			b, err := json.Marshal(nets)
-			if err != nil {
-				return false, err
-			}
-			p.Annotations[annNetworks] = string(b)
-			return true, nil
+				b, err := json.Marshal(nets)
+				if err != nil {
+					return false, err
+				}
+				p.Annotations[annNetworks] = string(b)
+				return true, nil
+			})
+			return err
 		})
-		return err
+		return out, err
+	}
+	updated, err = apply(func(p *model.Pod) error {
+		before = slices.Clone(p.Spec.Attachments)
+		return change(c, n, p)
 	})
 	if err != nil {
 		return err
 	}
-	action := events.ActionConnect
-	if len(updated.Spec.Attachments) < len(before) {
-		action = events.ActionDisconnect
+	joined := len(updated.Spec.Attachments) > len(before)
+	action := events.ActionDisconnect
+	if joined {
+		action = events.ActionConnect
 	}
 	if updated.Status.Phase == model.PhaseRunning && updated.Status.CradleID != "" {
 		wctx, cancel := context.WithTimeout(ctx, networkChangeTimeout)
@@ -494,13 +503,23 @@ func (s *Server) changeNetworks(ctx context.Context, tenant, netRef, ctrRef stri
 		cancel()
 		switch {
 		case err != nil:
-			return fmt.Errorf("container %s did not change networks within %s: %w", c.Name(), networkChangeTimeout, err)
+			return errdefs.Unavailable("container %s did not change networks within %s: its node may be busy or gone", c.Name(), networkChangeTimeout)
 		case p != nil && p.Status.NetworksSynced >= updated.Generation && p.Status.NetworksError != "":
-			// Put the spec back as the VM is.
-			store.Modify[model.Pod](context.WithoutCancel(ctx), s.Store, model.KindPod, tenant, c.ID(), func(q *model.Pod) (bool, error) {
-				q.Spec.Attachments = before
-				return true, nil
+			// Undo just this change, so that the spec says what the VM
+			// has: a network joined is left, one left is joined again
+			// (with its address, unless another pod took it since).
+			i := slices.IndexFunc(before, func(at model.Attachment) bool { return at.Network == n.Name })
+			_, uerr := apply(func(p *model.Pod) error {
+				p.Spec.Attachments = slices.DeleteFunc(p.Spec.Attachments, func(at model.Attachment) bool { return at.Network == n.Name })
+				if !joined && i >= 0 {
+					p.Spec.Attachments = append(p.Spec.Attachments, before[i])
+					return s.Networks.Assign(context.WithoutCancel(ctx), p)
+				}
+				return nil
 			})
+			if uerr != nil && s.Log != nil {
+				s.Log.Warn("undo a network change that failed", "container", c.ID(), "network", n.Alias, "err", uerr)
+			}
 			return errdefs.Conflict("%s", p.Status.NetworksError)
 		}
 	}

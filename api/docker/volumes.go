@@ -27,7 +27,14 @@ func (s *Server) volumeRoutes(handle handleFunc) {
 	handle("POST /volumes/create", s.createVolume)
 	handle("GET /volumes/{name}", s.inspectVolume)
 	handle("PUT /volumes/{name}", func(w http.ResponseWriter, r *http.Request, tenant string) {
-		writeError(w, errdefs.InvalidArgument("volume update is only supported for cluster volumes"))
+		vm, err := s.volumes()
+		if err == nil {
+			_, err = vm.Get(r.Context(), tenant, r.PathValue("name"))
+		}
+		if err == nil {
+			err = errdefs.InvalidArgument("volume update is only supported for cluster volumes")
+		}
+		writeError(w, err)
 	})
 	handle("DELETE /volumes/{name}", s.removeVolume)
 	handle("POST /volumes/prune", s.pruneVolumes)

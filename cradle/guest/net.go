@@ -81,13 +81,25 @@ func configureNetwork(n *spec.Network) error {
 // plug takes up a NIC plugged while the pod runs, as configureNetwork
 // does at boot, and when dns is given points the containers' resolv.conf
 // at it.
-func (g *Guest) plug(ifc spec.Interface, dns []string) error {
-	link, err := linkByMAC(ifc.MAC)
+func (g *Guest) plug(ifc spec.Interface, from string, dns []string) error {
+	if from == "" {
+		from = ifc.MAC
+	}
+	link, err := linkByMAC(from)
 	if err != nil {
 		return err
 	}
 	if err := netlink.LinkSetDown(link); err != nil {
 		return fmt.Errorf("interface %s: down: %w", ifc.Name, err)
+	}
+	if !strings.EqualFold(from, ifc.MAC) {
+		mac, err := net.ParseMAC(ifc.MAC)
+		if err != nil {
+			return &callError{spec.ErrInvalid, fmt.Sprintf("interface %s: MAC %q: %v", ifc.Name, ifc.MAC, err)}
+		}
+		if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
+			return fmt.Errorf("interface %s: MAC %s: %w", ifc.Name, ifc.MAC, err)
+		}
 	}
 	if err := netlink.LinkSetName(link, ifc.Name); err != nil {
 		return fmt.Errorf("interface %s: rename: %w", ifc.Name, err)

@@ -122,7 +122,7 @@ func (g *Guest) handle(st net.Conn) {
 			return
 		}
 		if req.Op == spec.OpPlug {
-			reply(st, g.plug(*req.Interface, req.DNS))
+			reply(st, g.plug(*req.Interface, req.MAC, req.DNS))
 		} else {
 			err := g.unplug(*req.Interface)
 			if err == nil && len(req.DNS) > 0 {

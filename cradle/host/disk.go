@@ -27,6 +27,19 @@ const DefaultVolumeSize = 1 << 30
 // file, and the size limit is the file's size, so a full volume gives
 // ENOSPC rather than eating the host's disk.
 func EnsureBlockVolume(path string, size int64) error {
+	// Two pods that start on a new volume at once must not both format
+	// it: the first to hold the lock does, the second finds it made.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("block volume %s: %w", path, err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("block volume %s: lock: %w", path, err)
+	}
 	fi, err := os.Stat(path)
 	switch {
 	case err == nil && fi.IsDir():
@@ -41,9 +54,6 @@ func EnsureBlockVolume(path string, size int64) error {
 	}
 	if size < 8<<20 {
 		return errdefs.InvalidArgument("block volume %s: size %d is below the 8MiB an ext4 filesystem needs", path, size)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {

@@ -165,7 +165,7 @@ func OverlappingBridge(name, prefix string, subnet netip.Prefix) (string, error)
 // RemoveOrphans removes the bridges with prefix whose owner, per alive,
 // is gone (a node whose data dir was deleted left them).
 func RemoveOrphans(prefix string, alive func(owner string) bool) error {
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
@@ -181,7 +181,7 @@ func RemoveOrphans(prefix string, alive func(owner string) bool) error {
 }
 
 func overlapping(name, prefix string, subnet netip.Prefix) (string, string, error) {
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		return "", "", fmt.Errorf("list links: %w", err)
 	}
@@ -190,7 +190,7 @@ func overlapping(name, prefix string, subnet netip.Prefix) (string, string, erro
 		if n == name || !strings.HasPrefix(n, prefix) || l.Type() != "bridge" {
 			continue
 		}
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		addrs, err := addrList(l)
 		if err != nil {
 			continue
 		}
@@ -208,7 +208,7 @@ func overlapping(name, prefix string, subnet netip.Prefix) (string, string, erro
 
 // OwnedBridges lists the bridges whose owner is owner.
 func OwnedBridges(owner string) ([]string, error) {
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}

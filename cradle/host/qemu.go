@@ -56,6 +56,10 @@ type Share struct {
 	Path     string
 	Tag      string
 	ReadOnly bool
+	// Mapped keeps the guest's owners and modes in extended attributes
+	// instead of applying them to the host's files, so that nothing a
+	// pod writes becomes a setuid file or a device on the host.
+	Mapped bool
 }
 
 // BaseCmdline is the guest kernel command line cradle always uses:
@@ -139,7 +143,11 @@ func (c *VMConfig) Args() ([]string, error) {
 	}
 	for i, s := range c.Shares {
 		id := fmt.Sprintf("fs%d", i)
-		fsdev := fmt.Sprintf("local,id=%s,path=%s,security_model=passthrough", id, escape(s.Path))
+		model := "passthrough"
+		if s.Mapped {
+			model = "mapped-xattr"
+		}
+		fsdev := fmt.Sprintf("local,id=%s,path=%s,security_model=%s", id, escape(s.Path), model)
 		if s.ReadOnly {
 			fsdev += ",readonly=on"
 		}

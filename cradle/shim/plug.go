@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/hearth-cloud/hearth/cradle/host"
 	"github.com/hearth-cloud/hearth/cradle/spec"
@@ -41,10 +42,29 @@ func (s *Shim) initSlots() {
 		return
 	}
 	s.slots = make([]*spec.Interface, len(n.Interfaces)+n.Spare)
+	s.macs = make([]string, len(s.slots))
+	for i := range s.slots {
+		s.macs[i] = s.slotMAC(i)
+	}
 	for i := range n.Interfaces {
 		ifc := n.Interfaces[i]
 		s.slots[i] = &ifc
 	}
+}
+
+// plugTimeout bounds the guest's part of a plug or an unplug.
+const plugTimeout = 30 * time.Second
+
+// callGuest makes a call to the guest within plugTimeout.
+func (s *Shim) callGuest(req *spec.Request) error {
+	st, err := s.openStream()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(plugTimeout))
+	_, err = spec.Call(st, req)
+	return err
 }
 
 // plug puts a free NIC on ifc's bridge, guarded, and has the guest take it
@@ -57,25 +77,38 @@ func (s *Shim) plug(ifc spec.Interface, dns []string) error {
 		return callErr(spec.ErrInvalid, "interface %s: address %q: %v", ifc.Name, ifc.Address, err)
 	}
 	s.mu.Lock()
-	running := s.vm != nil && s.state.Status != spec.StatusExited
+	running := s.vm != nil && s.state.Status != spec.StatusExited && !s.closing
+	paused := s.state.Paused
 	s.mu.Unlock()
-	if !running {
+	switch {
+	case !running:
 		return callErr(spec.ErrConflict, "the pod's VM is not running")
+	case paused:
+		return callErr(spec.ErrConflict, "the pod is paused: unpause it first")
 	}
 	slot := -1
-	for i, have := range s.slots {
-		switch {
-		case have == nil && slot < 0:
-			slot = i
-		case have != nil && (have.Name == ifc.Name || have.Bridge == ifc.Bridge):
+	for _, have := range s.slots {
+		if have != nil && (have.Name == ifc.Name || have.Bridge == ifc.Bridge) {
 			return callErr(spec.ErrConflict, "the pod has interface %s on %s already", have.Name, have.Bridge)
+		}
+	}
+	// Spare NICs first, then those freed by an unplug.
+	boot := len(s.launch.Network.Interfaces)
+	for i := range s.slots {
+		j := (i + boot) % len(s.slots)
+		if s.slots[j] == nil {
+			slot = j
+			break
 		}
 	}
 	if slot < 0 {
 		return callErr(spec.ErrConflict, "the pod has no free NIC: it is on %d networks, all it can be on while it runs (a microVM's NICs are fixed when it starts)", len(s.slots))
 	}
 	tap := host.TapName(s.launch.ID, slot)
-	ifc.MAC = s.slotMAC(slot)
+	from := s.macs[slot]
+	if ifc.MAC == "" {
+		ifc.MAC = from
+	}
 	if err := host.Guard(tap, ifc.MAC, pfx.Addr()); err != nil {
 		return err
 	}
@@ -88,14 +121,16 @@ func (s *Shim) plug(ifc spec.Interface, dns []string) error {
 		return err
 	}
 	iface := ifc
-	if _, err := s.call(&spec.Request{Op: spec.OpPlug, Interface: &iface, DNS: dns}); err != nil {
+	// The guest gives the NIC the MAC asked for (one per address), so
+	// that a reused NIC never shares a MAC with another on the bridge.
+	if err := s.callGuest(&spec.Request{Op: spec.OpPlug, Interface: &iface, DNS: dns, MAC: from}); err != nil {
 		undo()
 		return fmt.Errorf("configure %s in the guest: %w", ifc.Name, err)
 	}
-	s.slots[slot] = &ifc
+	s.slots[slot], s.macs[slot] = &ifc, ifc.MAC
 	s.mu.Lock()
 	s.guarded = append(s.guarded, guarded{tap, ifc.MAC, pfx.Addr()})
-	s.state.Interfaces = append(s.state.Interfaces, ifc)
+	s.state.Interfaces = append(slices.Clone(s.state.Interfaces), ifc)
 	s.mu.Unlock()
 	s.saveState()
 	s.log.Info("plugged a NIC", "name", ifc.Name, "bridge", ifc.Bridge, "address", ifc.Address)
@@ -112,7 +147,7 @@ func (s *Shim) unplug(name string, dns []string) error {
 		return callErr(spec.ErrNotFound, "the pod has no interface %s", name)
 	}
 	ifc := *s.slots[slot]
-	if _, err := s.call(&spec.Request{Op: spec.OpUnplug, Interface: &ifc, DNS: dns}); err != nil {
+	if err := s.callGuest(&spec.Request{Op: spec.OpUnplug, Interface: &ifc, DNS: dns}); err != nil {
 		return fmt.Errorf("take %s down in the guest: %w", name, err)
 	}
 	tap := host.TapName(s.launch.ID, slot)
@@ -125,8 +160,9 @@ func (s *Shim) unplug(name string, dns []string) error {
 	}
 	s.slots[slot] = nil
 	s.mu.Lock()
-	s.guarded = slices.DeleteFunc(s.guarded, func(g guarded) bool { return g.tap == tap })
-	s.state.Interfaces = slices.DeleteFunc(s.state.Interfaces, func(i spec.Interface) bool { return i.Name == name })
+	// New slices: snapshots share the old ones.
+	s.guarded = slices.DeleteFunc(slices.Clone(s.guarded), func(g guarded) bool { return g.tap == tap })
+	s.state.Interfaces = slices.DeleteFunc(slices.Clone(s.state.Interfaces), func(i spec.Interface) bool { return i.Name == name })
 	s.mu.Unlock()
 	s.saveState()
 	s.log.Info("unplugged a NIC", "name", name, "bridge", ifc.Bridge)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -66,10 +67,13 @@ type Shim struct {
 	launch *spec.Launch
 	// guarded are the taps with spoofing guards to lift at the end.
 	guarded []guarded
-	// slots are the pod's NICs by tap index, nil where on no network;
-	// plugMu serialises plugs.
-	slots  []*spec.Interface
-	plugMu sync.Mutex
+	// slots are the pod's NICs by tap index, nil where on no network,
+	// and macs their MACs now; plugMu serialises plugs, and closing ends
+	// them.
+	slots   []*spec.Interface
+	macs    []string
+	plugMu  sync.Mutex
+	closing bool
 
 	mu         sync.Mutex
 	state      spec.PodState
@@ -257,7 +261,7 @@ func (s *Shim) boot(ctx context.Context) error {
 			}
 			cfg.Disks = append(cfg.Disks, host.Disk{Path: v.Source, Serial: guest.VolumeSerial(v.Name), ReadOnly: v.ReadOnly})
 		case spec.VolumeDir:
-			cfg.Shares = append(cfg.Shares, host.Share{Path: v.Source, Tag: guest.VolumeTag(v.Name), ReadOnly: v.ReadOnly})
+			cfg.Shares = append(cfg.Shares, host.Share{Path: v.Source, Tag: guest.VolumeTag(v.Name), ReadOnly: v.ReadOnly, Mapped: v.Mapped})
 		}
 	}
 	args, err := cfg.Args()
@@ -603,7 +607,11 @@ type guarded struct {
 func (s *Shim) cleanup() {
 	os.Remove(s.o.Paths.Socket())
 	os.Remove(s.o.Paths.Control())
-	for _, g := range s.guarded {
+	s.mu.Lock()
+	s.closing = true // no plug from now on
+	guards := slices.Clone(s.guarded)
+	s.mu.Unlock()
+	for _, g := range guards {
 		if err := host.Unguard(g.tap, g.mac, g.ip); err != nil {
 			s.log.Warn("remove the spoofing guard of a tap", "tap", g.tap, "err", err)
 		}
@@ -635,6 +643,7 @@ func (s *Shim) snapshot() spec.PodState {
 	defer s.mu.Unlock()
 	st := s.state
 	st.Containers = append([]spec.ContainerState(nil), s.state.Containers...)
+	st.Interfaces = slices.Clone(s.state.Interfaces)
 	return st
 }
 

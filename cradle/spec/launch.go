@@ -129,6 +129,11 @@ type Volume struct {
 	ReadOnly bool `json:"readOnly,omitempty"`
 	// SizeBytes bounds a block volume created on first use, or a tmpfs.
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// Mapped keeps a directory volume's owners and modes in extended
+	// attributes on the host rather than applying them there: for
+	// volumes pods own, so that nothing they write is a setuid file or a
+	// device on the host. Binds of the admin's directories are not.
+	Mapped bool `json:"mapped,omitempty"`
 }
 
 // Container is one process tree in the pod.

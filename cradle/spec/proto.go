@@ -120,8 +120,10 @@ type Request struct {
 	// Log selects and shapes the output a logs call sends; nil sends it
 	// all, as it was written.
 	Log *LogOptions `json:"log,omitempty"`
-	// Interface to plug or unplug, and DNS for a plug.
+	// Interface to plug or unplug, and DNS for a plug; MAC is the NIC
+	// to plug as it is now (it takes Interface.MAC).
 	Interface *Interface `json:"interface,omitempty"`
+	MAC       string     `json:"mac,omitempty"`
 	DNS       []string   `json:"dns,omitempty"`
 }
 

@@ -706,9 +706,14 @@ func syncNetworks(ctx context.Context, st *store.Store, res *dns.Resolvers, rt *
 		have[ifc.Bridge] = ifc
 		names[ifc.Name] = true
 	}
-	want := map[string]bool{}
 	// As at boot, the first network's resolver answers for all.
 	var dns []string
+	type join struct {
+		ifc spec.Interface
+		n   *model.Network
+	}
+	var joins []join
+	want := map[string]bool{}
 	for _, at := range p.Spec.Attachments {
 		ifc, n, err := attachment(ctx, st, res, p, at, defaultBridge, owner)
 		if err != nil {
@@ -717,36 +722,36 @@ func syncNetworks(ctx context.Context, st *store.Store, res *dns.Resolvers, rt *
 		if dns == nil {
 			dns = []string{ifc.Gateway}
 		}
-		want[ifc.Bridge] = true
-		if cur, ok := have[ifc.Bridge]; ok && cur.Address == ifc.Address {
-			continue
-		} else if ok {
-			// Reconnected with another address.
-			if _, err := cl.Unplug(cur.Name, nil); err != nil {
-				return fmt.Errorf("leave network %s: %w", n.Alias, err)
-			}
-			delete(names, cur.Name)
-		}
-		for i := 0; ; i++ {
-			if !names[fmt.Sprintf("eth%d", i)] {
-				ifc.Name = fmt.Sprintf("eth%d", i)
-				break
-			}
-		}
 		if n.Spec.Internal {
 			ifc.Gateway = ""
 		}
-		if _, err := cl.Plug(ifc, dns); err != nil {
-			return fmt.Errorf("join network %s: %w", n.Alias, err)
+		if cur, ok := have[ifc.Bridge]; ok && cur.Address == ifc.Address {
+			want[ifc.Bridge] = true
+			continue
 		}
-		names[ifc.Name] = true
+		joins = append(joins, join{ifc, n})
 	}
+	// Leave first, so that the NICs freed can join the new networks
+	// (and a network rejoined with another address is left first).
 	for br, ifc := range have {
 		if !want[br] {
 			if _, err := cl.Unplug(ifc.Name, dns); err != nil {
 				return fmt.Errorf("leave the network of bridge %s: %w", br, err)
 			}
+			delete(names, ifc.Name)
 		}
+	}
+	for _, j := range joins {
+		for i := 0; ; i++ {
+			if !names[fmt.Sprintf("eth%d", i)] {
+				j.ifc.Name = fmt.Sprintf("eth%d", i)
+				break
+			}
+		}
+		if _, err := cl.Plug(j.ifc, dns); err != nil {
+			return fmt.Errorf("join network %s: %w", j.n.Alias, err)
+		}
+		names[j.ifc.Name] = true
 	}
 	return nil
 }
@@ -768,11 +773,11 @@ func builder(st *store.Store, res *dns.Resolvers, images *image.Service, rt *cra
 				vol.Type, vol.Source = spec.VolumeDir, v.Source
 			case "volume":
 				vol.Type, vol.Source = spec.VolumeBlock, volume.Path(dataDir, p.Tenant, v.Source, v.Shared)
+				if err := volume.EnsureDir(dataDir, p.Tenant, v.Source, v.Shared); err != nil {
+					return nil, fmt.Errorf("volume %s: %w", v.Alias, err)
+				}
 				if v.Shared {
-					vol.Type, vol.SizeBytes = spec.VolumeDir, 0
-					if err := os.MkdirAll(vol.Source, 0o755); err != nil {
-						return nil, fmt.Errorf("volume %s: %w", v.Alias, err)
-					}
+					vol.Type, vol.SizeBytes, vol.Mapped = spec.VolumeDir, 0, true
 				}
 				vol.ReadOnly = volume.ReadOnly(p, v.Name)
 			default:

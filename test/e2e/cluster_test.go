@@ -63,8 +63,15 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("node ls lacks %s:\n%s", want, ls)
 		}
 	}
-	if strings.Count(ls, "Ready") != 5 {
-		t.Fatalf("not all nodes ready:\n%s", ls)
+	// A node that has just joined is Ready once the leader has seen its
+	// first lease renewal.
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(ls, "Ready") != 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not all nodes ready:\n%s", ls)
+		}
+		time.Sleep(200 * time.Millisecond)
+		ls = n3.must("node", "ls")
 	}
 
 	// Joining twice under one name, or with another cluster's token, is

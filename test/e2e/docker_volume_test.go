@@ -62,6 +62,10 @@ func TestDockerVolumes(t *testing.T) {
 		t.Errorf("read back: %q", out)
 	}
 	d.fails(t, 1, "Read-only file system", "run", "--rm", "-v", "data:/d:ro", dockerImg, "sh", "-c", "cat /d/f && echo x > /d/g")
+	// One volume on two paths of a container is one disk.
+	if out := d.ok(t, "run", "--rm", "-v", "data:/a", "-v", "data:/b:ro", dockerImg, "sh", "-c", "echo two > /a/t && cat /b/t && rm /a/t"); out != "two\n" {
+		t.Errorf("a volume on two paths: %q", out)
+	}
 	d.fails(t, 1, "Read-only file system", "run", "--rm", "--mount", "type=volume,src=data,dst=/d,readonly", dockerImg, "touch", "/d/g")
 
 	// A new named volume takes the image's content, owners and modes
