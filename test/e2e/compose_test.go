@@ -440,6 +440,24 @@ func TestComposeRecreate(t *testing.T) {
 		t.Errorf("containers of the failed project: %q", out)
 	}
 	d.docker(t, "compose", "-f", bad, "down")
-	compose("down")
+
+	// A container_name is the tenant's: a second project that wants it
+	// gets Docker's conflict until the first is down.
+	mk := func(project string) string {
+		f := filepath.Join(dir, project+".yaml")
+		if err := os.WriteFile(f, []byte("name: "+project+"\nservices:\n  s:\n    image: hearth.test/busybox:latest\n    container_name: fixed\n    command: [sleep, \"1000\"]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	p1, p2 := mk("one"), mk("two")
+	d.ok(t, "compose", "-f", p1, "up", "-d")
+	if r := d.docker(t, "compose", "-f", p2, "up", "-d"); r.code == 0 || !strings.Contains(r.stderr, `The container name "/fixed" is already in use`) {
+		t.Errorf("a second project's container_name in use: %s", r)
+	}
+	d.ok(t, "compose", "-f", p1, "down")
+	d.ok(t, "compose", "-f", p2, "up", "-d")
+	d.ok(t, "compose", "-f", p2, "down", "--remove-orphans")
+	compose("down", "--remove-orphans")
 	d.assertNothingLeft(t, "compose recreate")
 }
