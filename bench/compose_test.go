@@ -66,17 +66,7 @@ func TestBenchCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := dockerNode(t, e, "co1", 12)
-	app, err := testimage.App()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tar := filepath.Join(e.dir, "app.tar")
-	if err := testimage.WriteDockerArchive(tar, "hearth.bench/app:latest", app); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := dockerCmd(e, n, "load", "-i", tar).CombinedOutput(); err != nil {
-		t.Fatalf("docker load: %v\n%s", err, out)
-	}
+	tar := loadImage(t, e, n, "hearth.bench/app:latest", testimage.App)
 	file := filepath.Join(e.dir, "compose.yaml")
 	if err := os.WriteFile(file, []byte(benchCompose), 0o644); err != nil {
 		t.Fatal(err)

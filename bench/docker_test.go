@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/hearth-cloud/hearth/internal/testcluster"
+	"github.com/hearth-cloud/hearth/internal/testimage"
 )
 
 const (
@@ -49,6 +52,33 @@ func dockerCmd(e *env, n *testcluster.Node, args ...string) *exec.Cmd {
 	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(n.Run, dockerSock),
 		"DOCKER_CONFIG="+filepath.Join(e.dir, "docker-config"))
 	return cmd
+}
+
+// dockerOK runs the docker CLI against the node and fails the test unless
+// it succeeds; it returns the trimmed output.
+func dockerOK(t *testing.T, e *env, n *testcluster.Node, args ...string) string {
+	t.Helper()
+	out, err := dockerCmd(e, n, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// loadImage writes img as ref into a docker-archive and docker-loads it
+// into the node; it returns the archive's path.
+func loadImage(t *testing.T, e *env, n *testcluster.Node, ref string, img func() (v1.Image, error)) string {
+	t.Helper()
+	im, err := img()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tar := filepath.Join(e.dir, strings.NewReplacer("/", "-", ":", "-").Replace(ref)+".tar")
+	if err := testimage.WriteDockerArchive(tar, ref, im); err != nil {
+		t.Fatal(err)
+	}
+	dockerOK(t, e, n, "load", "-i", tar)
+	return tar
 }
 
 func TestBenchDockerRun(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -94,17 +93,7 @@ func loopbackEcho(t *testing.T) string {
 func TestBenchPorts(t *testing.T) {
 	e := setup(t)
 	n := dockerNode(t, e, "pt1", 9)
-	echo, err := testimage.Echo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tar := filepath.Join(e.dir, "echo.tar")
-	if err := testimage.WriteDockerArchive(tar, "hearth.bench/echo:latest", echo); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := dockerCmd(e, n, "load", "-i", tar).CombinedOutput(); err != nil {
-		t.Fatalf("docker load: %v\n%s", err, out)
-	}
+	loadImage(t, e, n, "hearth.bench/echo:latest", testimage.Echo)
 	out, err := dockerCmd(e, n, "run", "-d", "--name", "echo", "-p", "127.0.0.1::7", "hearth.bench/echo:latest").CombinedOutput()
 	if err != nil {
 		t.Fatalf("docker run: %v\n%s", err, out)
@@ -175,22 +164,8 @@ func TestBenchPorts(t *testing.T) {
 func TestBenchNetwork(t *testing.T) {
 	e := setup(t)
 	n := dockerNode(t, e, "nw1", 10)
-	docker := func(args ...string) string {
-		out, err := dockerCmd(e, n, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	echo, err := testimage.Echo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tar := filepath.Join(e.dir, "echo.tar")
-	if err := testimage.WriteDockerArchive(tar, "hearth.bench/echo:latest", echo); err != nil {
-		t.Fatal(err)
-	}
-	docker("load", "-i", tar)
+	docker := func(args ...string) string { return dockerOK(t, e, n, args...) }
+	loadImage(t, e, n, "hearth.bench/echo:latest", testimage.Echo)
 	// Its own subnet: other clusters on this host may use the pools.
 	docker("network", "create", "--subnet", "10.64.0.0/24", "bench")
 	docker("run", "-d", "--name", "server", "--network", "bench", "hearth.bench/echo:latest")

@@ -39,22 +39,8 @@ func diskFigures(t *testing.T, line string) map[string]float64 {
 func TestBenchVolume(t *testing.T) {
 	e := setup(t)
 	n := dockerNode(t, e, "vo1", 11)
-	docker := func(args ...string) string {
-		out, err := dockerCmd(e, n, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	im, err := testimage.Disk()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tar := filepath.Join(e.dir, "disk.tar")
-	if err := testimage.WriteDockerArchive(tar, "hearth.bench/disk:latest", im); err != nil {
-		t.Fatal(err)
-	}
-	docker("load", "-i", tar)
+	docker := func(args ...string) string { return dockerOK(t, e, n, args...) }
+	loadImage(t, e, n, "hearth.bench/disk:latest", testimage.Disk)
 	bin, err := testimage.GoBinary(testimage.DiskSrc)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -86,11 +87,8 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request, tenant 
 // made under its tenant's lock, which keeps its addresses unique and its
 // volumes from going away meanwhile.
 func (s *Server) createPod(ctx context.Context, pod *model.Pod) error {
-	needsLock := len(pod.Spec.Attachments) > 0
-	for _, v := range pod.Spec.Volumes {
-		needsLock = needsLock || v.Type == "volume"
-	}
-	if !needsLock {
+	hasVolumes := slices.ContainsFunc(pod.Spec.Volumes, func(v model.Volume) bool { return v.Type == "volume" })
+	if len(pod.Spec.Attachments) == 0 && !hasVolumes {
 		return s.Store.Create(ctx, pod)
 	}
 	return s.Store.Locked(ctx, store.TenantLock(pod.Tenant), func() error {
@@ -106,25 +104,21 @@ func (s *Server) createPod(ctx context.Context, pod *model.Pod) error {
 				return err
 			}
 		}
-		for _, v := range pod.Spec.Volumes {
-			if v.Type != "volume" {
-				continue
-			}
+		undo := func() {}
+		if hasVolumes {
 			vm, err := s.volumes()
 			if err != nil {
 				return err
 			}
-			undo, err := vm.Attach(ctx, pod, nil)
-			if err != nil {
+			if undo, err = vm.Attach(ctx, pod, nil); err != nil {
 				return err
 			}
-			if err := s.Store.Create(ctx, pod); err != nil {
-				undo()
-				return err
-			}
-			return nil
 		}
-		return s.Store.Create(ctx, pod)
+		if err := s.Store.Create(ctx, pod); err != nil {
+			undo()
+			return err
+		}
+		return nil
 	})
 }
 

@@ -54,6 +54,12 @@ func parseFilters(r *http.Request, allowed ...string) (filters, error) {
 	return f, nil
 }
 
+// match reports whether a filter key is absent or one of its values
+// passes fn.
+func (f filters) match(key string, fn func(string) bool) bool {
+	return len(f[key]) == 0 || anyOf(f[key], fn)
+}
+
 // matchLabels applies the label (key or key=value; all must hold) and
 // label! filters. As Docker's MatchKVList, several label! filters leave a
 // container out only when all of them hold.

@@ -234,9 +234,7 @@ func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request, tenant str
 	for _, n := range nets {
 		all = append(all, networkView(n))
 	}
-	match := func(key string, fn func(string) bool) bool {
-		return len(f[key]) == 0 || anyOf(f[key], fn)
-	}
+	match := f.match
 	out := []network.Summary{}
 	for _, n := range all {
 		builtin := n.ID == defaultNetworkID

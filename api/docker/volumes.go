@@ -190,17 +190,7 @@ func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request, tenant stri
 	}
 	out := dvolume.ListResponse{Volumes: []dvolume.Volume{}, Warnings: []string{}}
 	for _, v := range vols {
-		match := func(key string, fn func(string) bool) bool {
-			if len(f[key]) == 0 {
-				return true
-			}
-			for _, val := range f[key] {
-				if fn(val) {
-					return true
-				}
-			}
-			return false
-		}
+		match := f.match
 		ok := match("name", func(n string) bool { return strings.Contains(v.Alias, n) }) &&
 			match("driver", func(d string) bool { return d == "local" }) &&
 			match("dangling", func(d string) bool { b, _ := strconv.ParseBool(d); return b == (refs[v.Name] == 0) }) &&

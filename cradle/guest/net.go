@@ -46,36 +46,36 @@ func configureNetwork(n *spec.Network) error {
 		}
 	}
 	for _, ifc := range n.Interfaces {
-		var link netlink.Link
-		for _, l := range links {
-			if strings.EqualFold(l.Attrs().HardwareAddr.String(), ifc.MAC) {
-				link = l
-				break
-			}
-		}
-		if link == nil {
-			return fmt.Errorf("interface %s: no NIC with MAC %s", ifc.Name, ifc.MAC)
-		}
-		if link.Attrs().Name != ifc.Name {
-			if err := netlink.LinkSetName(link, ifc.Name); err != nil {
-				return fmt.Errorf("interface %s: rename: %w", ifc.Name, err)
-			}
-		}
-		addr, err := netlink.ParseAddr(ifc.Address)
+		link, err := findMAC(links, ifc.MAC)
 		if err != nil {
-			return fmt.Errorf("interface %s: address %s: %w", ifc.Name, ifc.Address, err)
+			return fmt.Errorf("interface %s: %w", ifc.Name, err)
 		}
-		if err := netlink.AddrAdd(link, addr); err != nil {
-			return fmt.Errorf("interface %s: add address: %w", ifc.Name, err)
-		}
-		if err := netlink.LinkSetUp(link); err != nil {
-			return fmt.Errorf("interface %s: up: %w", ifc.Name, err)
-		}
-		if err := defaultRoute(link, ifc); err != nil {
+		if err := upNIC(link, ifc); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// upNIC names a NIC, gives it its address, brings it up and, when it is
+// the first with a gateway, routes through it: at boot and on a plug.
+func upNIC(link netlink.Link, ifc spec.Interface) error {
+	if link.Attrs().Name != ifc.Name {
+		if err := netlink.LinkSetName(link, ifc.Name); err != nil {
+			return fmt.Errorf("interface %s: rename: %w", ifc.Name, err)
+		}
+	}
+	addr, err := netlink.ParseAddr(ifc.Address)
+	if err != nil {
+		return fmt.Errorf("interface %s: address %s: %w", ifc.Name, ifc.Address, err)
+	}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("interface %s: add address: %w", ifc.Name, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("interface %s: up: %w", ifc.Name, err)
+	}
+	return defaultRoute(link, ifc)
 }
 
 // plug takes up a NIC plugged while the pod runs, as configureNetwork
@@ -101,20 +101,7 @@ func (g *Guest) plug(ifc spec.Interface, from string, dns []string) error {
 			return fmt.Errorf("interface %s: MAC %s: %w", ifc.Name, ifc.MAC, err)
 		}
 	}
-	if err := netlink.LinkSetName(link, ifc.Name); err != nil {
-		return fmt.Errorf("interface %s: rename: %w", ifc.Name, err)
-	}
-	addr, err := netlink.ParseAddr(ifc.Address)
-	if err != nil {
-		return fmt.Errorf("interface %s: address %s: %w", ifc.Name, ifc.Address, err)
-	}
-	if err := netlink.AddrReplace(link, addr); err != nil {
-		return fmt.Errorf("interface %s: add address: %w", ifc.Name, err)
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return fmt.Errorf("interface %s: up: %w", ifc.Name, err)
-	}
-	if err := defaultRoute(link, ifc); err != nil {
+	if err := upNIC(link, ifc); err != nil {
 		return err
 	}
 	g.mu.Lock()
@@ -186,6 +173,11 @@ func linkByMAC(mac string) (netlink.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
+	return findMAC(links, mac)
+}
+
+// findMAC picks the link with a MAC out of links.
+func findMAC(links []netlink.Link, mac string) (netlink.Link, error) {
 	for _, l := range links {
 		if strings.EqualFold(l.Attrs().HardwareAddr.String(), mac) {
 			return l, nil

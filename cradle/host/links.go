@@ -6,28 +6,23 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// linkList lists the host's links. A dump that links changed during (as
-// pods of other clusters come and go) is asked again.
-func linkList() ([]netlink.Link, error) {
+// redump runs a netlink dump again when links changed during it (as pods
+// of other clusters come and go), a few times at most.
+func redump[T any](dump func() ([]T, error)) ([]T, error) {
 	var err error
 	for i := 0; i < 5; i++ {
-		var links []netlink.Link
-		if links, err = netlink.LinkList(); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return links, err
+		var out []T
+		if out, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return out, err
 		}
 	}
 	return nil, err
 }
 
-// addrList lists a link's IPv4 addresses, asking again after an
-// interrupted dump.
+// linkList lists the host's links.
+func linkList() ([]netlink.Link, error) { return redump(netlink.LinkList) }
+
+// addrList lists a link's IPv4 addresses.
 func addrList(l netlink.Link) ([]netlink.Addr, error) {
-	var err error
-	for i := 0; i < 5; i++ {
-		var addrs []netlink.Addr
-		if addrs, err = netlink.AddrList(l, netlink.FAMILY_V4); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return addrs, err
-		}
-	}
-	return nil, err
+	return redump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_V4) })
 }

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"os/exec"
@@ -202,22 +201,7 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	}
 
 	// Not the host's own ports either, though the gateway is the host.
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("host\n"))
-			c.Close()
-		}
-	}()
-	_, hostPort, _ := net.SplitHostPort(ln.Addr().String())
+	hostPort := strconv.Itoa(hostServer(t, "host\n"))
 	if r := d.docker(t, "exec", "a1", "sh", "-c", "nc -w 3 10.61.0.1 "+hostPort); strings.Contains(r.stdout, "host") {
 		t.Errorf("a pod reached a port of the host: %s", r)
 	}

@@ -87,22 +87,7 @@ func TestNetwork(t *testing.T) {
 
 	// The pod reaches the host's network through the bridge's gateway and
 	// NAT; the host's resolvers are its DNS.
-	ln, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("hello-from-host\n"))
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	port := hostServer(t, "hello-from-host\n")
 	hostIP := hostAddress(t)
 	r := hearth(t, "cradle", "exec", id, "sh", "-c", fmt.Sprintf("nc %s %d </dev/null; ip route; cat /etc/resolv.conf", hostIP, port))
 	if !strings.Contains(r.stdout, "hello-from-host") || !strings.Contains(r.stdout, "default via 10.88.0.1") || !strings.Contains(r.stdout, "nameserver ") {
@@ -112,6 +97,28 @@ func TestNetwork(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "masquerade") {
 		t.Fatalf("NAT table: %v %s", err, out)
 	}
+}
+
+// hostServer listens on every host address and writes reply to each
+// connection; it returns the port.
+func hostServer(t *testing.T, reply string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(reply))
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // hostAddress is an address of the host outside the pods' bridge.
