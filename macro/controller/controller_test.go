@@ -712,6 +712,10 @@ func TestSurvivesCompactedWatches(t *testing.T) {
 	v.create(newPod("acme", "c", 1, 64))
 	v.waitPod("acme", "b", "bound", bound("n1"))
 	v.waitPod("acme", "c", "bound", bound("n1"))
+	// The binder counts a bind once etcd's answer is back, which may be
+	// after the watch above saw it: a stop before then would cancel the
+	// answer of a write that was made.
+	eventually(t, wait, "three binds", func() bool { return m.binds.Load() >= 3 })
 	m.stop(t)
 	if m.binds.Load() != 3 {
 		t.Errorf("%d binds, want 3", m.binds.Load())
