@@ -381,3 +381,17 @@ func (s *Service) Prune(ctx context.Context) (*PruneReport, error) {
 	rep.SpaceReclaimed += bytes
 	return rep, nil
 }
+
+// Forget drops every reference and registry login of tenant (a removed
+// tenant); the blobs only it used go with the next prune.
+func (s *Service) Forget(tenant string) error {
+	if err := s.Store.UpdateRefs(tenant, func([]store.Ref) ([]store.Ref, error) { return nil, nil }); err != nil {
+		return fmt.Errorf("forget the images of tenant %s: %w", tenant, err)
+	}
+	if s.Auth != nil {
+		if err := s.Auth.Forget(tenant); err != nil {
+			return fmt.Errorf("forget the registry logins of tenant %s: %w", tenant, err)
+		}
+	}
+	return nil
+}

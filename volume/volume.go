@@ -34,6 +34,7 @@ import (
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/tenancy"
 )
 
 // DefaultSize bounds a volume created without a size. The file is
@@ -219,6 +220,36 @@ func (m *Manager) New(tenant, alias string, labels, opts map[string]string) (*mo
 	return v, nil
 }
 
+// Create stores a new volume, within its tenant's quota.
+func (m *Manager) Create(ctx context.Context, v *model.VolumeObject) error {
+	_, limited, err := tenancy.Limited(ctx, m.Store, v.Tenant)
+	if err != nil {
+		return err
+	}
+	if !limited {
+		return m.Store.Create(ctx, v)
+	}
+	return m.Store.Locked(ctx, store.TenantLock(v.Tenant), func() error {
+		if err := m.admit(ctx, v); err != nil {
+			return err
+		}
+		return m.Store.Create(ctx, v)
+	})
+}
+
+// admit checks a new volume against its tenant's quota; the caller holds
+// the tenant's lock.
+func (m *Manager) admit(ctx context.Context, v *model.VolumeObject) error {
+	t, limited, err := tenancy.Limited(ctx, m.Store, v.Tenant)
+	if err != nil || !limited {
+		return err
+	}
+	if v.Spec.Shared && t.Spec.VolumeBytes > 0 {
+		return errdefs.PermissionDenied("shared volumes have no size limit, and tenant %s has a quota on volumes: use a disk volume", v.Tenant)
+	}
+	return tenancy.Admit(ctx, m.Store, v.Tenant, tenancy.Usage{VolumeBytes: v.Spec.SizeBytes}, "")
+}
+
 // Get finds a tenant's volume by its name (the alias).
 func (m *Manager) Get(ctx context.Context, tenant, alias string) (*model.VolumeObject, error) {
 	v, err := store.GetByAlias[model.VolumeObject](ctx, m.Store, model.KindVolume, tenant, alias)
@@ -247,9 +278,10 @@ func (m *Manager) Attach(ctx context.Context, p *model.Pod, labels map[string]st
 			p.Spec.Volumes[i].Source, p.Spec.Volumes[i].Alias = "", ""
 		}
 	}
+	cleanup := undo // a failed return sets undo to nil
 	defer func() {
 		if err != nil {
-			undo()
+			cleanup()
 		}
 	}()
 	node := ""
@@ -301,6 +333,9 @@ func (m *Manager) create(ctx context.Context, tenant, alias string, labels map[s
 	}
 	if alias == "" {
 		v.Alias = v.Name
+	}
+	if err := m.admit(ctx, v); err != nil {
+		return nil, err
 	}
 	if err := m.Store.Create(ctx, v); err != nil {
 		if errdefs.IsAlreadyExists(err) && alias != "" {

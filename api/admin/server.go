@@ -22,6 +22,7 @@ import (
 	"github.com/hearth-cloud/hearth/macro/datapath"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/tenancy"
 )
 
 // maxBody bounds a request body.
@@ -35,6 +36,13 @@ type Server struct {
 	JoinToken func() (string, error)
 	// Pods reaches running pods' supervisors, on this node or another.
 	Pods *datapath.Locator
+	// Tenants manages tenants; DockerHost and KubeServer are where
+	// tenants reach this cluster's APIs.
+	Tenants    *tenancy.Manager
+	DockerHost string
+	KubeServer string
+	// Audit logs every call; nil logs none.
+	Audit *tenancy.Audit
 
 	srv *http.Server
 }
@@ -176,6 +184,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	if s.Tenants != nil {
+		s.tenantRoutes(mux)
+	}
 	mux.HandleFunc("GET /v1/join-token", func(w http.ResponseWriter, r *http.Request) {
 		if s.JoinToken == nil {
 			writeError(w, errdefs.FailedPrecondition("this node cannot issue join tokens"))
@@ -188,7 +199,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"token": tok})
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.Audit.Call("admin", tenancy.Admin, w, r, func(w http.ResponseWriter) { mux.ServeHTTP(w, r) })
+	})
 }
 
 // defaults fills what a pod spec may leave out.

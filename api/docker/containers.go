@@ -20,6 +20,7 @@ import (
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/tenancy"
 	"github.com/hearth-cloud/hearth/volume"
 )
 
@@ -278,7 +279,7 @@ func (s *Server) start(ctx context.Context, tenant, ref string) error {
 	}
 	timeout, sig := c.configuredStop()
 	var updated *model.Pod
-	err = s.withVolumesFree(ctx, c.pod, func() (err error) {
+	err = s.withStartAdmitted(ctx, c.pod, func() (err error) {
 		updated, err = s.markStarted(ctx, tenant, c.ID(), timeout, sig)
 		return err
 	})
@@ -330,15 +331,21 @@ func (s *Server) markStarted(ctx context.Context, tenant, id string, timeout *in
 	})
 }
 
-// withVolumesFree runs fn, which starts p, once no other running pod
-// holds p's disk volumes in a way that excludes p; under the tenant's
+// withStartAdmitted runs fn, which starts p, once p may start: no other
+// running pod holds p's disk volumes in a way that excludes p, and the
+// tenant's quota has room for it. Both are checked under the tenant's
 // lock, so that two starts cannot both pass.
-func (s *Server) withVolumesFree(ctx context.Context, p *model.Pod, fn func() error) error {
+func (s *Server) withStartAdmitted(ctx context.Context, p *model.Pod, fn func() error) error {
 	disks := false
 	for _, v := range p.Spec.Volumes {
 		disks = disks || (v.Type == "volume" && !v.Shared)
 	}
-	if !disks {
+	_, limited, err := tenancy.Limited(ctx, s.Store, p.Tenant)
+	if err != nil {
+		return err
+	}
+	limited = limited && p.Spec.Desired != model.DesiredRunning
+	if !disks && !limited {
 		return fn()
 	}
 	return s.Store.Locked(ctx, store.TenantLock(p.Tenant), func() error {
@@ -348,6 +355,11 @@ func (s *Server) withVolumesFree(ctx context.Context, p *model.Pod, fn func() er
 		}
 		if err := volume.Conflict(p, pods); err != nil {
 			return err
+		}
+		if limited {
+			if err := tenancy.Admit(ctx, s.Store, p.Tenant, tenancy.PodUsage(p, true), p.Name); err != nil {
+				return err
+			}
 		}
 		return fn()
 	})
@@ -734,29 +746,51 @@ func (s *Server) updateContainer(w http.ResponseWriter, r *http.Request, tenant 
 	if (size.CPUs != 0 || size.MemoryMiB != 0) && c.running() {
 		warnings = append(warnings, "the new CPU and memory limits take effect when the container next starts: a running VM keeps its size")
 	}
-	_, err = store.Modify[model.Pod](ctx, s.Store, model.KindPod, tenant, c.ID(), func(p *model.Pod) (bool, error) {
-		hc := &container.HostConfig{}
-		json.Unmarshal([]byte(p.Annotations[annHost]), hc)
-		if restart != nil {
-			p.Spec.Restart = *restart
-			hc.RestartPolicy = u.RestartPolicy
-		}
-		if size.CPUs != 0 {
-			p.Spec.Resources.CPUs = size.CPUs
-			hc.NanoCPUs = res.NanoCPUs
-		}
-		if size.MemoryMiB != 0 {
-			p.Spec.Resources.MemoryMiB = size.MemoryMiB
-			hc.Memory = res.Memory
-		}
-		b, err := json.Marshal(hc)
-		if err != nil {
-			return false, err
-		}
-		p.Annotations[annHost] = string(b)
-		// Not a change the running VM must follow: no new generation.
-		return false, nil
-	})
+	apply := func() error {
+		_, err := store.Modify[model.Pod](ctx, s.Store, model.KindPod, tenant, c.ID(), func(p *model.Pod) (bool, error) {
+			hc := &container.HostConfig{}
+			json.Unmarshal([]byte(p.Annotations[annHost]), hc)
+			if restart != nil {
+				p.Spec.Restart = *restart
+				hc.RestartPolicy = u.RestartPolicy
+			}
+			if size.CPUs != 0 {
+				p.Spec.Resources.CPUs = size.CPUs
+				hc.NanoCPUs = res.NanoCPUs
+			}
+			if size.MemoryMiB != 0 {
+				p.Spec.Resources.MemoryMiB = size.MemoryMiB
+				hc.Memory = res.Memory
+			}
+			b, err := json.Marshal(hc)
+			if err != nil {
+				return false, err
+			}
+			p.Annotations[annHost] = string(b)
+			// Not a change the running VM must follow: no new generation.
+			return false, nil
+		})
+		return err
+	}
+	// A container meant to run holds its quota at its new size.
+	_, limited, err := tenancy.Limited(ctx, s.Store, tenant)
+	if err == nil && limited && (size.CPUs != 0 || size.MemoryMiB != 0) && c.pod.Spec.Desired == model.DesiredRunning {
+		err = s.Store.Locked(ctx, store.TenantLock(tenant), func() error {
+			grown := *c.pod
+			if size.CPUs != 0 {
+				grown.Spec.Resources.CPUs = size.CPUs
+			}
+			if size.MemoryMiB != 0 {
+				grown.Spec.Resources.MemoryMiB = size.MemoryMiB
+			}
+			if err := tenancy.Admit(ctx, s.Store, tenant, tenancy.PodUsage(&grown, true), grown.Name); err != nil {
+				return err
+			}
+			return apply()
+		})
+	} else if err == nil {
+		err = apply()
+	}
 	if err != nil {
 		writeError(w, err)
 		return

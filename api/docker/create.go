@@ -25,6 +25,7 @@ import (
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/tenancy"
 )
 
 // defaultMemoryMiB sizes the VM of a container without -m: a VM needs a
@@ -83,15 +84,25 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request, tenant 
 	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: pod.Name, Warnings: warnings})
 }
 
-// createPod stores a new pod. One on user networks or with volumes is
-// made under its tenant's lock, which keeps its addresses unique and its
-// volumes from going away meanwhile.
+// createPod stores a new pod. One on user networks, with volumes, or of
+// a tenant with quotas is made under its tenant's lock, which keeps its
+// addresses unique, its volumes from going away meanwhile, and two
+// creations from both taking the quota's last share.
 func (s *Server) createPod(ctx context.Context, pod *model.Pod) error {
 	hasVolumes := slices.ContainsFunc(pod.Spec.Volumes, func(v model.Volume) bool { return v.Type == "volume" })
-	if len(pod.Spec.Attachments) == 0 && !hasVolumes {
+	_, limited, err := tenancy.Limited(ctx, s.Store, pod.Tenant)
+	if err != nil {
+		return err
+	}
+	if len(pod.Spec.Attachments) == 0 && !hasVolumes && !limited {
 		return s.Store.Create(ctx, pod)
 	}
 	return s.Store.Locked(ctx, store.TenantLock(pod.Tenant), func() error {
+		if limited {
+			if err := tenancy.Admit(ctx, s.Store, pod.Tenant, tenancy.PodUsage(pod, pod.Spec.Desired == model.DesiredRunning), ""); err != nil {
+				return err
+			}
+		}
 		if len(pod.Spec.Attachments) > 0 {
 			if s.Networks == nil {
 				return errdefs.Unavailable("networks are not served here")
@@ -126,6 +137,11 @@ func (s *Server) createPod(ctx context.Context, pod *model.Pod) error {
 func (s *Server) podFor(r *http.Request, tenant string, req *container.CreateRequest) (*model.Pod, []string, error) {
 	cfg, hc := req.Config, req.HostConfig
 	warnings := []string{}
+	if tenant != AdminTenant {
+		if err := refusedToTenants(req.HostConfig); err != nil {
+			return nil, nil, err
+		}
+	}
 	if err := unsupported(req); err != nil {
 		return nil, nil, err
 	}
@@ -753,6 +769,35 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec, anon map[string]struct{
 		}
 	}
 	return nil
+}
+
+// refusedToTenants refuses a tenant the options that would reach past
+// its VM and networks: privilege, the host's namespaces, devices and
+// added capabilities. (Bind mounts of host paths are refused where the
+// mounts are made.)
+func refusedToTenants(hc *container.HostConfig) error {
+	var bad []string
+	flag := func(cond bool, name string) {
+		if cond {
+			bad = append(bad, name)
+		}
+	}
+	flag(hc.Privileged, "--privileged")
+	flag(hc.NetworkMode.IsHost(), "--network host")
+	flag(hc.PidMode.IsHost(), "--pid host")
+	flag(hc.IpcMode.IsHost(), "--ipc host")
+	flag(hc.UTSMode.IsHost(), "--uts host")
+	flag(hc.UsernsMode.IsHost(), "--userns host")
+	flag(hc.CgroupnsMode.IsHost(), "--cgroupns host")
+	flag(len(hc.CapAdd) > 0, "--cap-add")
+	flag(len(hc.Devices) > 0, "--device")
+	flag(len(hc.DeviceRequests) > 0, "--gpus")
+	flag(len(hc.DeviceCgroupRules) > 0, "--device-cgroup-rule")
+	flag(len(hc.SecurityOpt) > 0, "--security-opt")
+	if len(bad) == 0 {
+		return nil
+	}
+	return errdefs.PermissionDenied("not allowed for tenants: %s", strings.Join(bad, ", "))
 }
 
 // unsupported refuses options Hearth does not honour, naming them, rather

@@ -30,6 +30,7 @@ import (
 	"github.com/hearth-cloud/hearth/macro/datapath"
 	"github.com/hearth-cloud/hearth/macro/store"
 	"github.com/hearth-cloud/hearth/network/ipam"
+	"github.com/hearth-cloud/hearth/tenancy"
 	"github.com/hearth-cloud/hearth/volume"
 )
 
@@ -44,7 +45,7 @@ const (
 const maxBody = 4 << 20
 
 // AdminTenant owns what the admin's socket creates.
-const AdminTenant = "admin"
+const AdminTenant = tenancy.Admin
 
 // Server serves the Docker Engine API.
 type Server struct {
@@ -70,6 +71,8 @@ type Server struct {
 	Log *slog.Logger
 	// Tenant names the tenant a request acts for.
 	Tenant func(r *http.Request) (string, error)
+	// Audit logs every call; nil logs none.
+	Audit *tenancy.Audit
 
 	gate    attachGate
 	events  *eventBus
@@ -91,16 +94,17 @@ func (s *Server) Handler() http.Handler {
 			if s.Log != nil {
 				s.Log.Debug("docker API", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery)
 			}
-			tenant := AdminTenant
+			tenant, err := AdminTenant, error(nil)
 			if s.Tenant != nil {
-				t, err := s.Tenant(r)
+				tenant, err = s.Tenant(r)
+			}
+			s.Audit.Call("docker", tenant, w, r, func(w http.ResponseWriter) {
 				if err != nil {
 					writeError(w, err)
 					return
 				}
-				tenant = t
-			}
-			h(w, r, tenant)
+				h(w, r, tenant)
+			})
 		})
 	}
 	s.systemRoutes(handle)

@@ -96,7 +96,7 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request, tenant str
 		writeError(w, err)
 		return
 	}
-	err = s.Store.Create(r.Context(), v)
+	err = vm.Create(r.Context(), v)
 	if errdefs.IsAlreadyExists(err) {
 		if v, err = vm.Get(r.Context(), tenant, req.Name); err == nil {
 			writeJSON(w, http.StatusCreated, s.volumeJSON(v))

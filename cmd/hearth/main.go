@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hearth-cloud/hearth/api/admin"
 	cradlecli "github.com/hearth-cloud/hearth/cradle/cli"
 	imagecli "github.com/hearth-cloud/hearth/image/cli"
 	macrocli "github.com/hearth-cloud/hearth/macro/cli"
+	tenantcli "github.com/hearth-cloud/hearth/tenancy/cli"
 )
 
 func main() {
@@ -56,6 +59,7 @@ func Main(args []string) int {
 	root.AddCommand(cradlecli.Command(g), imagecli.Command(&imagecli.Globals{Images: sys.Images}))
 	mg := &macrocli.Globals{Log: func() *slog.Logger { return g.Log }}
 	root.AddCommand(macrocli.Commands(mg)...)
+	root.AddCommand(tenantcli.Command(func() *admin.Client { return admin.NewClient(filepath.Join(g.RunDir, "hearth.sock")) }))
 	cobra.OnInitialize(func() { mg.DataDir, mg.RunDir, mg.LogLevel = g.DataDir, g.RunDir, g.LogLevel })
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

@@ -170,3 +170,14 @@ func (k *tenantKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) 
 	user, pass, _ := strings.Cut(string(b), ":")
 	return &authn.Basic{Username: user, Password: pass}, nil
 }
+
+// Forget removes every credential of tenant (a removed tenant).
+func (s *Store) Forget(tenant string) error {
+	if err := checkTenant(tenant); err != nil {
+		return err
+	}
+	if err := os.Remove(s.path(tenant)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

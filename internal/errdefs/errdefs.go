@@ -84,3 +84,6 @@ func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }
 
 // New returns an error of the given class with msg as its text.
 func New(class error, msg string) error { return &classed{class: class, msg: msg} }
+
+// IsPermissionDenied reports whether err is of class ErrPermissionDenied.
+func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDenied) }

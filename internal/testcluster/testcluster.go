@@ -137,7 +137,9 @@ func (n *Node) Command(args ...string) *exec.Cmd { return exec.Command(n.Hearth,
 
 // Start runs `hearth up` and waits until it serves, or says why not.
 func (n *Node) Start(extra ...string) error {
-	n.cmd = n.Command(append(append([]string{"up", "--name", n.Name}, n.Up...), extra...)...)
+	// The Docker API over TLS is off unless asked for: its default port
+	// is one per host, and test nodes run side by side.
+	n.cmd = n.Command(append(append([]string{"up", "--name", n.Name, "--docker-listen", ""}, n.Up...), extra...)...)
 	n.Log = &Buffer{}
 	n.cmd.Stdout, n.cmd.Stderr = n.Log, n.Log
 	if err := n.cmd.Start(); err != nil {

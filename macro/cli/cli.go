@@ -144,7 +144,7 @@ func upCmd(g *Globals) *cobra.Command {
 	fl.Float64Var(&o.CPUOvercommit, "cpu-overcommit", 4, "vCPUs pods may reserve per host CPU")
 	fl.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on HOST:PORT")
 	fl.StringArrayVar(&o.AddressPools, "default-address-pool", nil, "where networks' subnets come from when none is given, as dockerd's: base=CIDR,size=BITS (repeatable; default 172.18-31.0.0/16, then 192.168.0.0/16 in /20s)")
-	fl.StringVar(&o.DockerListen, "docker-listen", "", "serve the Docker API over TLS on HOST:PORT, for tenants' client certificates (off until tenants have credentials)")
+	fl.StringVar(&o.DockerListen, "docker-listen", ":2376", "serve the Docker API over TLS on HOST:PORT, for tenants' client certificates (hearth tenant create); empty for none")
 	return c
 }
 

@@ -99,12 +99,20 @@ type Tenant struct {
 	Spec TenantSpec `json:"spec"`
 }
 
-// TenantSpec holds a tenant's quotas; zero is no limit.
+// TenantSpec holds a tenant's quotas (zero is no limit) and its
+// credentials.
 type TenantSpec struct {
 	CPUs        int   `json:"cpus,omitempty"`
 	MemoryMiB   int   `json:"memoryMiB,omitempty"`
 	Pods        int   `json:"pods,omitempty"`
 	VolumeBytes int64 `json:"volumeBytes,omitempty"`
+	// CertSerial is the serial number (hex) of the one client
+	// certificate that acts for the tenant; a rotation replaces it, and
+	// every older certificate stops working.
+	CertSerial string `json:"certSerial,omitempty"`
+	// Removing is set while everything the tenant owns is being removed;
+	// its credentials no longer work.
+	Removing bool `json:"removing,omitempty"`
 }
 
 // Node roles.

@@ -47,6 +47,7 @@ import (
 	"github.com/hearth-cloud/hearth/network/dns"
 	"github.com/hearth-cloud/hearth/network/ipam"
 	"github.com/hearth-cloud/hearth/network/proxy"
+	"github.com/hearth-cloud/hearth/tenancy"
 	"github.com/hearth-cloud/hearth/volume"
 )
 
@@ -186,20 +187,33 @@ func Run(ctx context.Context, o Options) error {
 			pods.TLS = clientTLS
 		}
 	}
-	api := &admin.Server{Store: st, Log: o.Log, Pods: pods, JoinToken: func() (string, error) {
-		if o.Listen == "" {
-			return "", errdefs.FailedPrecondition("this node has no --listen address: restart it with --listen HOST:PORT so that nodes can join")
+	audit, err := tenancy.OpenAudit(filepath.Join(o.DataDir, "audit.log"))
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+	tenants := &tenancy.Manager{Store: st}
+	if pkiDir.Exists() {
+		if tenants.CA, err = pkiDir.LoadCA(); err != nil {
+			return fmt.Errorf("load the cluster CA: %w", err)
 		}
-		ca, err := pkiDir.LoadCA()
-		if err != nil || ca == nil {
-			return "", errdefs.FailedPrecondition("this node cannot admit nodes (it holds no CA key); ask a control node")
-		}
-		secret, err := cluster.JoinSecret(context.Background(), cli)
-		if err != nil {
-			return "", err
-		}
-		return cluster.Token{CAHash: pki.Hash(ca.Cert), Secret: secret}.String(), nil
-	}}
+	}
+	dockerHost, kubeServer := o.endpoints()
+	api := &admin.Server{Store: st, Log: o.Log, Pods: pods, Tenants: tenants, Audit: audit,
+		DockerHost: dockerHost, KubeServer: kubeServer, JoinToken: func() (string, error) {
+			if o.Listen == "" {
+				return "", errdefs.FailedPrecondition("this node has no --listen address: restart it with --listen HOST:PORT so that nodes can join")
+			}
+			ca, err := pkiDir.LoadCA()
+			if err != nil || ca == nil {
+				return "", errdefs.FailedPrecondition("this node cannot admit nodes (it holds no CA key); ask a control node")
+			}
+			secret, err := cluster.JoinSecret(context.Background(), cli)
+			if err != nil {
+				return "", err
+			}
+			return cluster.Token{CAHash: pki.Hash(ca.Cert), Secret: secret}.String(), nil
+		}}
 	if err := api.Serve(filepath.Join(o.RunDir, "hearth.sock")); err != nil {
 		return err
 	}
@@ -207,7 +221,8 @@ func Run(ctx context.Context, o Options) error {
 	size := capacity(1)
 	dapi := &docker.Server{Store: st, Images: images, Pods: pods, Node: o.Name, Log: o.Log,
 		NCPU: runtime.NumCPU(), MemTotal: int64(size.MemoryMiB) << 20, DataDir: o.DataDir}
-	dapi.Tenant = dockerTenant
+	dapi.Audit = audit
+	dapi.Tenant = func(r *http.Request) (string, error) { return dockerTenant(tenants, r) }
 	bridge := defaultBridge(rt)
 	dapi.Bridge.Subnet, dapi.Bridge.Gateway = bridge.Subnet, bridge.Gateway
 	// User networks keep off the nodes' default bridge.
@@ -230,6 +245,18 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		serverTLS.ClientAuth = tls.RequireAndVerifyClientCert
+		// A revoked or removed tenant's certificate fails the handshake;
+		// each request checks again (dockerTenant), for connections
+		// made before.
+		serverTLS.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("a client certificate is required")
+			}
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			_, err := tenants.Authenticate(ctx, cs.PeerCertificates[0])
+			return err
+		}
 		ln, err := tls.Listen("tcp", o.DockerListen, serverTLS)
 		if err != nil {
 			return fmt.Errorf("docker API on %s: %w", o.DockerListen, err)
@@ -257,6 +284,15 @@ func Run(ctx context.Context, o Options) error {
 		return pruneBridges(ctx, st, resolvers, defaultBridge(rt).Name, bridgeOwner(o.DataDir), o.Log)
 	})
 	run(func(ctx context.Context) error { return volume.Prune(ctx, st, o.DataDir, o.Name, o.Log) })
+	run(func(ctx context.Context) error {
+		return tenancy.FollowRemovals(ctx, st, images.Store.Tenants, func(t string) {
+			if err := images.Forget(t); err != nil {
+				o.Log.Warn("forget a removed tenant's images", "tenant", t, "err", err)
+				return
+			}
+			o.Log.Info("forgot a removed tenant's images and registry logins", "tenant", t)
+		})
+	})
 	if mem.Role == model.RoleControl {
 		mgr := &controller.Manager{Node: o.Name, Store: st, Log: o.Log, LeaseTTL: o.LeaseTTL,
 			OnBind: func(d time.Duration) { mtr.SchedulingLatency.Observe(d.Seconds()) }, OnLeader: mtr.OnLeader}
@@ -437,18 +473,39 @@ type cradleVMM struct {
 
 // dockerTenant is the tenant a Docker API request acts for: the admin on
 // the local socket, and over TLS the tenant its client certificate names.
-func dockerTenant(r *http.Request) (string, error) {
+func dockerTenant(tenants *tenancy.Manager, r *http.Request) (string, error) {
 	if r.TLS == nil {
 		return docker.AdminTenant, nil
 	}
 	if len(r.TLS.PeerCertificates) == 0 {
 		return "", errdefs.Unauthenticated("a client certificate is required")
 	}
-	t, ok := pki.TenantOf(r.TLS.PeerCertificates[0])
-	if !ok {
-		return "", errdefs.PermissionDenied("this certificate is not a tenant's: the Docker API over TLS serves tenants")
+	return tenants.Authenticate(r.Context(), r.TLS.PeerCertificates[0])
+}
+
+// endpoints are where tenants reach this node's Docker and Kubernetes
+// APIs, as their credentials name them: the listen address, or where
+// that names no host, the node API's host or else the node's name.
+func (o *Options) endpoints() (dockerHost, kubeServer string) {
+	host := o.Name
+	if h, _, err := net.SplitHostPort(o.Listen); err == nil && specific(h) {
+		host = h
 	}
-	return t, nil
+	dockerHost = ""
+	if h, port, err := net.SplitHostPort(o.DockerListen); err == nil {
+		if specific(h) {
+			host = h
+		}
+		dockerHost = "tcp://" + net.JoinHostPort(host, port)
+	}
+	return dockerHost, "https://" + net.JoinHostPort(host, "6443")
+}
+
+// specific reports whether a listen host names one host (not "" or
+// 0.0.0.0).
+func specific(h string) bool {
+	ip := net.ParseIP(h)
+	return h != "" && (ip == nil || !ip.IsUnspecified())
 }
 
 // podLogDir is where a pod's container logs live on its node.

@@ -49,7 +49,7 @@ func TestDockerTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := &dockerEnv{n: n, bin: "/usr/local/bin/docker", sock: filepath.Join(n.Run, "docker.sock"), config: t.TempDir()}
-	tenant := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignTenant("acme", pub, time.Hour) })
+	tenant := createTenant(t, d, addr, "acme").dir
 	tlsEnv := func(dir string) cmdOpts {
 		return cmdOpts{env: []string{"DOCKER_HOST=tcp://" + addr, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + dir}}
 	}
@@ -140,7 +140,7 @@ func TestDockerTLS(t *testing.T) {
 
 	// A tenant's certificate is enough to act, and nothing else is.
 	node := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignNode("intruder", pub, nil) })
-	if r := d.dockerWith(t, tlsEnv(node), "ps"); r.code == 0 || !strings.Contains(r.stderr, "not a tenant's") {
+	if r := d.dockerWith(t, tlsEnv(node), "ps"); r.code == 0 || !strings.Contains(r.stderr, "tls") {
 		t.Errorf("a node certificate: %s", r)
 	}
 	other, err := pki.NewCA("another CA")
@@ -150,6 +150,11 @@ func TestDockerTLS(t *testing.T) {
 	foreign := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return other.SignTenant("acme", pub, time.Hour) })
 	if r := d.dockerWith(t, tlsEnv(foreign), "ps"); r.code == 0 {
 		t.Errorf("a certificate of another CA: %s", r)
+	}
+	// Signed by the cluster CA, but not recorded as acme's credentials.
+	unknown := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignTenant("acme", pub, time.Hour) })
+	if r := d.dockerWith(t, tlsEnv(unknown), "ps"); r.code == 0 {
+		t.Errorf("a certificate that is not the tenant's current one: %s", r)
 	}
 	expired := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignTenant("acme", pub, -time.Minute) })
 	if r := d.dockerWith(t, tlsEnv(expired), "ps"); r.code == 0 {

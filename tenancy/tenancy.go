@@ -1,0 +1,182 @@
+// Package tenancy keeps what makes a tenant beyond its objects: its
+// record and credentials (one client certificate of the cluster CA at a
+// time, named by serial, so a rotation revokes the old one at once), its
+// quotas, the removal of everything it owns, and the audit log of the
+// calls made in its name.
+package tenancy
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/hearth-cloud/hearth/internal/errdefs"
+	"github.com/hearth-cloud/hearth/macro/model"
+	"github.com/hearth-cloud/hearth/macro/pki"
+	"github.com/hearth-cloud/hearth/macro/store"
+)
+
+// Admin is the cluster admin's own tenant: what the local sockets create.
+// It has no record, no quota and no certificate.
+const Admin = "admin"
+
+// CertValidity is how long a tenant's certificate is valid.
+const CertValidity = 365 * 24 * time.Hour
+
+// Manager creates, rotates, checks and removes tenants.
+type Manager struct {
+	Store *store.Store
+	// CA signs tenants' certificates; nil on a node without the CA's key.
+	CA *pki.CA
+}
+
+// Credentials are what a new or rotated tenant gets: its certificate,
+// and the CA's, which its clients trust.
+type Credentials struct {
+	Tenant  *model.Tenant `json:"tenant"`
+	CertPEM []byte        `json:"cert"`
+	CAPEM   []byte        `json:"ca"`
+}
+
+// Create records tenant name with quotas spec and signs a certificate for
+// pub, the key its clients hold.
+func (m *Manager) Create(ctx context.Context, name string, spec model.TenantSpec, pub crypto.PublicKey) (*Credentials, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if err := checkQuotas(spec); err != nil {
+		return nil, err
+	}
+	cert, serial, err := m.sign(name, pub)
+	if err != nil {
+		return nil, err
+	}
+	spec.CertSerial, spec.Removing = serial, false
+	t := &model.Tenant{Meta: model.Meta{Kind: model.KindTenant, Name: name}, Spec: spec}
+	if err := m.Store.Create(ctx, t); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return nil, errdefs.Conflict("tenant %s already exists", name)
+		}
+		return nil, fmt.Errorf("create tenant %s: %w", name, err)
+	}
+	return &Credentials{Tenant: t, CertPEM: cert, CAPEM: m.CA.PEM}, nil
+}
+
+// Rotate signs a new certificate for pub; the tenant's older ones stop
+// working with the next call they make.
+func (m *Manager) Rotate(ctx context.Context, name string, pub crypto.PublicKey) (*Credentials, error) {
+	if _, err := m.Get(ctx, name); err != nil {
+		return nil, err
+	}
+	cert, serial, err := m.sign(name, pub)
+	if err != nil {
+		return nil, err
+	}
+	t, err := store.Modify[model.Tenant](ctx, m.Store, model.KindTenant, "", name, func(t *model.Tenant) (bool, error) {
+		if t.Spec.Removing {
+			return false, errdefs.Conflict("tenant %s is being removed", name)
+		}
+		t.Spec.CertSerial = serial
+		return true, nil
+	})
+	if err != nil {
+		return nil, m.notFound(name, err)
+	}
+	return &Credentials{Tenant: t, CertPEM: cert, CAPEM: m.CA.PEM}, nil
+}
+
+// SetQuotas changes a tenant's quotas, which bind what is created from
+// then on.
+func (m *Manager) SetQuotas(ctx context.Context, name string, q model.TenantSpec) (*model.Tenant, error) {
+	if err := checkQuotas(q); err != nil {
+		return nil, err
+	}
+	t, err := store.Modify[model.Tenant](ctx, m.Store, model.KindTenant, "", name, func(t *model.Tenant) (bool, error) {
+		t.Spec.CPUs, t.Spec.MemoryMiB, t.Spec.Pods, t.Spec.VolumeBytes = q.CPUs, q.MemoryMiB, q.Pods, q.VolumeBytes
+		return true, nil
+	})
+	return t, m.notFound(name, err)
+}
+
+// Get reads a tenant's record.
+func (m *Manager) Get(ctx context.Context, name string) (*model.Tenant, error) {
+	t, err := store.Get[model.Tenant](ctx, m.Store, model.KindTenant, "", name)
+	return t, m.notFound(name, err)
+}
+
+// List lists the tenants.
+func (m *Manager) List(ctx context.Context) ([]*model.Tenant, error) {
+	ts, _, err := store.List[model.Tenant](ctx, m.Store, model.KindTenant, "")
+	return ts, err
+}
+
+// Authenticate names the tenant a verified client certificate acts for,
+// or says why it may not: it is not a tenant's, its tenant is gone or
+// going, or a rotation has replaced it.
+func (m *Manager) Authenticate(ctx context.Context, cert *x509.Certificate) (string, error) {
+	name, ok := pki.TenantOf(cert)
+	if !ok {
+		return "", errdefs.PermissionDenied("this certificate is not a tenant's")
+	}
+	t, err := store.Get[model.Tenant](ctx, m.Store, model.KindTenant, "", name)
+	switch {
+	case errdefs.IsNotFound(err):
+		return "", errdefs.Unauthenticated("the certificate's tenant %s does not exist", name)
+	case err != nil:
+		return "", err
+	case t.Spec.Removing:
+		return "", errdefs.Unauthenticated("tenant %s is being removed", name)
+	case t.Spec.CertSerial != cert.SerialNumber.Text(16):
+		return "", errdefs.Unauthenticated("this certificate of tenant %s was revoked: its credentials were rotated", name)
+	}
+	return name, nil
+}
+
+func (m *Manager) sign(name string, pub crypto.PublicKey) (certPEM []byte, serial string, err error) {
+	if m.CA == nil || m.CA.Key == nil {
+		return nil, "", errdefs.FailedPrecondition("this node does not hold the cluster CA's key: manage tenants on the cluster's first node")
+	}
+	if pub == nil {
+		return nil, "", errdefs.InvalidArgument("a public key is required")
+	}
+	certPEM, err = m.CA.SignTenant(name, pub, CertValidity)
+	if err != nil {
+		return nil, "", errdefs.InvalidArgument("sign a certificate for tenant %s: %v", name, err)
+	}
+	cert, err := pki.ParseCert(certPEM)
+	if err != nil {
+		return nil, "", err
+	}
+	return certPEM, cert.SerialNumber.Text(16), nil
+}
+
+func (m *Manager) notFound(name string, err error) error {
+	if errdefs.IsNotFound(err) {
+		return errdefs.NotFound("no such tenant: %s", name)
+	}
+	return err
+}
+
+func checkName(name string) error {
+	switch {
+	case name == Admin:
+		return errdefs.InvalidArgument("%q is the admin's own tenant", name)
+	case !nameRE.MatchString(name):
+		return errdefs.InvalidArgument("invalid tenant name %q: use 1 to 63 lowercase letters, digits and dashes, starting with a letter or digit", name)
+	}
+	return nil
+}
+
+func checkQuotas(q model.TenantSpec) error {
+	if q.CPUs < 0 || q.MemoryMiB < 0 || q.Pods < 0 || q.VolumeBytes < 0 {
+		return errdefs.InvalidArgument("quotas must not be negative")
+	}
+	return nil
+}
+
+// nameRE is a DNS label: tenant names become directory names, and parts
+// of certificates' and kubeconfigs' names.
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
