@@ -66,38 +66,14 @@ func (s *Server) tenantRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, TenantInfo{Tenant: t, Usage: u})
 	})
 	mux.HandleFunc("POST /v1/tenants", func(w http.ResponseWriter, r *http.Request) {
-		var req TenantRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		pub, err := parseKey(req.PublicKey)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		creds, err := s.Tenants.Create(r.Context(), req.Name, req.Quotas, pub)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, s.credentials(creds))
+		s.issue(w, r, http.StatusCreated, func(req TenantRequest, pub any) (*tenancy.Credentials, error) {
+			return s.Tenants.Create(r.Context(), req.Name, req.Quotas, pub)
+		})
 	})
 	mux.HandleFunc("POST /v1/tenants/{name}/rotate", func(w http.ResponseWriter, r *http.Request) {
-		var req TenantRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		pub, err := parseKey(req.PublicKey)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		creds, err := s.Tenants.Rotate(r.Context(), r.PathValue("name"), pub)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, s.credentials(creds))
+		s.issue(w, r, http.StatusOK, func(_ TenantRequest, pub any) (*tenancy.Credentials, error) {
+			return s.Tenants.Rotate(r.Context(), r.PathValue("name"), pub)
+		})
 	})
 	mux.HandleFunc("PUT /v1/tenants/{name}/quotas", func(w http.ResponseWriter, r *http.Request) {
 		var q model.TenantSpec
@@ -121,8 +97,24 @@ func (s *Server) tenantRoutes(mux *http.ServeMux) {
 	})
 }
 
-func (s *Server) credentials(c *tenancy.Credentials) TenantCredentials {
-	return TenantCredentials{Credentials: *c, DockerHost: s.DockerHost, KubeServer: s.KubeServer}
+// issue answers a creation or rotation: the request's public key goes to
+// sign, and the credentials it makes back to the client.
+func (s *Server) issue(w http.ResponseWriter, r *http.Request, code int, sign func(TenantRequest, any) (*tenancy.Credentials, error)) {
+	var req TenantRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	pub, err := parseKey(req.PublicKey)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	creds, err := sign(req, pub)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, code, TenantCredentials{Credentials: *creds, DockerHost: s.DockerHost, KubeServer: s.KubeServer})
 }
 
 func parseKey(s string) (any, error) {

@@ -771,17 +771,22 @@ func mounts(hc *container.HostConfig, ps *model.PodSpec, anon map[string]struct{
 	return nil
 }
 
+// options collects the names of the options a request may not use.
+type options []string
+
+func (o *options) flag(cond bool, name string) {
+	if cond {
+		*o = append(*o, name)
+	}
+}
+
 // refusedToTenants refuses a tenant the options that would reach past
 // its VM and networks: privilege, the host's namespaces, devices and
 // added capabilities. (Bind mounts of host paths are refused where the
 // mounts are made.)
 func refusedToTenants(hc *container.HostConfig) error {
-	var bad []string
-	flag := func(cond bool, name string) {
-		if cond {
-			bad = append(bad, name)
-		}
-	}
+	var bad options
+	flag := bad.flag
 	flag(hc.Privileged, "--privileged")
 	flag(hc.NetworkMode.IsHost(), "--network host")
 	flag(hc.PidMode.IsHost(), "--pid host")
@@ -804,12 +809,8 @@ func refusedToTenants(hc *container.HostConfig) error {
 // than ignoring them.
 func unsupported(req *container.CreateRequest) error {
 	cfg, hc := req.Config, req.HostConfig
-	var bad []string
-	flag := func(cond bool, name string) {
-		if cond {
-			bad = append(bad, name)
-		}
-	}
+	var bad options
+	flag := bad.flag
 	flag(hc.Privileged, "--privileged")
 	flag(hc.PidMode.IsHost(), "--pid host")
 	flag(hc.PidMode.IsContainer(), "--pid container:")

@@ -38,14 +38,19 @@ func guardElement(tap, mac string, ip netip.Addr) string {
 	return fmt.Sprintf(`{ "%s" . %s . %s }`, tap, strings.ToLower(mac), ip)
 }
 
-// Guard lets the tap send as mac and ip, and nothing else.
-func Guard(tap, mac string, ip netip.Addr) error {
+// Guard lets the tap (of namespace ns) send as mac and ip, and nothing
+// else. Each namespace has its own guard table.
+func Guard(ns, tap, mac string, ip netip.Addr) error {
 	script := guardScript() + fmt.Sprintf("add element bridge %s %s %s\n", guardTable, guardSet, guardElement(tap, mac, ip))
-	return nft(script, "guard tap "+tap)
+	return InNS(ns, func() error { return nft(script, "guard tap "+tap) })
 }
 
-// Unguard forgets the tap's tuple once its pod is gone.
-func Unguard(tap, mac string, ip netip.Addr) error {
+// Unguard forgets the tap's tuple once its pod is gone; a namespace that
+// is gone took the tuple with it.
+func Unguard(ns, tap, mac string, ip netip.Addr) error {
+	if ns != "" && !(TenantNet{Name: ns}).Exists() {
+		return nil
+	}
 	script := fmt.Sprintf("delete element bridge %s %s %s\n", guardTable, guardSet, guardElement(tap, mac, ip))
-	return nft(script, "unguard tap "+tap)
+	return InNS(ns, func() error { return nft(script, "unguard tap "+tap) })
 }

@@ -36,6 +36,8 @@ type Bridge struct {
 	// Owner is written into the bridge's interface alias, so that its
 	// owner can find its own bridges again (OwnedBridges).
 	Owner string
+	// NS is the network namespace the bridge lives in; "" is the host's.
+	NS string
 }
 
 // DefaultBridge is where `hearth cradle run` puts pods that ask for no
@@ -49,7 +51,9 @@ var DefaultBridge = Bridge{
 
 // Ensure creates the bridge if it is missing, gives it the gateway address,
 // and installs NAT. It is idempotent and safe to run concurrently.
-func (b Bridge) Ensure() error {
+func (b Bridge) Ensure() error { return InNS(b.NS, b.ensure) }
+
+func (b Bridge) ensure() error {
 	// A bridge left to itself takes the lowest MAC of its ports, so its
 	// address would change as pods come and go, and pods that cached the
 	// old one would lose their gateway (and resolver) for as long as
@@ -127,6 +131,10 @@ func (b Bridge) tableScript() string {
 	}
 	if b.Isolate {
 		fmt.Fprintf(&chains, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
+		if !b.NAT {
+			// An internal network: nothing leaves it.
+			fmt.Fprintf(&chains, "\t\tiifname \"%[1]s\" oifname != \"%[1]s\" drop\n", b.Name)
+		}
 		for _, other := range b.IsolateFrom {
 			fmt.Fprintf(&chains, "\t\tiifname \"%[1]s\" oifname \"%[2]s\" oifname != \"%[1]s\" drop\n", b.Name, other)
 			fmt.Fprintf(&chains, "\t\tiifname \"%[2]s\" iifname != \"%[1]s\" oifname \"%[1]s\" drop\n", b.Name, other)
@@ -157,8 +165,12 @@ func nft(script, what string) error {
 // names start with prefix, with an address in subnet; "" when there is
 // none. Two bridges of one subnet on a host would make its routes
 // ambiguous.
-func OverlappingBridge(name, prefix string, subnet netip.Prefix) (string, error) {
-	other, _, err := overlapping(name, prefix, subnet)
+func OverlappingBridge(ns, name, prefix string, subnet netip.Prefix) (string, error) {
+	var other string
+	err := InNS(ns, func() (err error) {
+		other, _, err = overlapping(name, prefix, subnet)
+		return err
+	})
 	return other, err
 }
 
@@ -222,8 +234,15 @@ func OwnedBridges(owner string) ([]string, error) {
 }
 
 // Remove deletes the bridge and its nftables table; a bridge that is not
-// there is no error.
+// there (or whose namespace is not) is no error.
 func (b Bridge) Remove() error {
+	if b.NS != "" && !(TenantNet{Name: b.NS}).Exists() {
+		return nil
+	}
+	return InNS(b.NS, b.remove)
+}
+
+func (b Bridge) remove() error {
 	// The rules first: a bridge that is gone has nothing left behind.
 	script := fmt.Sprintf("table ip %[1]s\ndelete table ip %[1]s\n", b.nftTable())
 	if err := nft(script, "remove nftables rules of "+b.Name); err != nil {
@@ -241,7 +260,15 @@ func (b Bridge) Remove() error {
 // open: when QEMU (and everyone else holding it) exits, the kernel removes
 // the device, so a crash leaves no tap behind. vnet_hdr lets QEMU offload
 // checksums.
-func OpenTap(name string) (*os.File, error) {
+func OpenTap(ns, name string) (tap *os.File, err error) {
+	err = InNS(ns, func() error {
+		tap, err = openTap(name)
+		return err
+	})
+	return tap, err
+}
+
+func openTap(name string) (*os.File, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
@@ -264,8 +291,12 @@ func OpenTap(name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "tap:"+name), nil
 }
 
-// AttachTap puts a tap on a bridge and brings it up.
-func AttachTap(tap, bridge string) error {
+// AttachTap puts a tap on a bridge (of namespace ns) and brings it up.
+func AttachTap(ns, tap, bridge string) error {
+	return InNS(ns, func() error { return attachTap(tap, bridge) })
+}
+
+func attachTap(tap, bridge string) error {
 	l, err := netlink.LinkByName(tap)
 	if err != nil {
 		return fmt.Errorf("tap %s: %w", tap, err)
@@ -283,8 +314,12 @@ func AttachTap(tap, bridge string) error {
 	return nil
 }
 
-// DetachTap takes a tap off its bridge and down.
-func DetachTap(tap string) error {
+// DetachTap takes a tap (of namespace ns) off its bridge and down.
+func DetachTap(ns, tap string) error {
+	return InNS(ns, func() error { return detachTap(tap) })
+}
+
+func detachTap(tap string) error {
 	l, err := netlink.LinkByName(tap)
 	if err != nil {
 		return fmt.Errorf("tap %s: %w", tap, err)

@@ -109,14 +109,15 @@ func (s *Shim) plug(ifc spec.Interface, dns []string) error {
 	if ifc.MAC == "" {
 		ifc.MAC = from
 	}
-	if err := host.Guard(tap, ifc.MAC, pfx.Addr()); err != nil {
+	ns := s.launch.Network.NetNS
+	if err := host.Guard(ns, tap, ifc.MAC, pfx.Addr()); err != nil {
 		return err
 	}
 	undo := func() {
-		host.DetachTap(tap)
-		host.Unguard(tap, ifc.MAC, pfx.Addr())
+		host.DetachTap(ns, tap)
+		host.Unguard(ns, tap, ifc.MAC, pfx.Addr())
 	}
-	if err := host.AttachTap(tap, ifc.Bridge); err != nil {
+	if err := host.AttachTap(ns, tap, ifc.Bridge); err != nil {
 		undo()
 		return err
 	}
@@ -129,7 +130,7 @@ func (s *Shim) plug(ifc spec.Interface, dns []string) error {
 	}
 	s.slots[slot], s.macs[slot] = &ifc, ifc.MAC
 	s.mu.Lock()
-	s.guarded = append(s.guarded, guarded{tap, ifc.MAC, pfx.Addr()})
+	s.guarded = append(s.guarded, guarded{ns, tap, ifc.MAC, pfx.Addr()})
 	s.state.Interfaces = append(slices.Clone(s.state.Interfaces), ifc)
 	s.mu.Unlock()
 	s.saveState()
@@ -151,11 +152,12 @@ func (s *Shim) unplug(name string, dns []string) error {
 		return fmt.Errorf("take %s down in the guest: %w", name, err)
 	}
 	tap := host.TapName(s.launch.ID, slot)
-	if err := host.DetachTap(tap); err != nil {
+	ns := s.launch.Network.NetNS
+	if err := host.DetachTap(ns, tap); err != nil {
 		return err
 	}
 	pfx, _ := netip.ParsePrefix(ifc.Address)
-	if err := host.Unguard(tap, ifc.MAC, pfx.Addr()); err != nil {
+	if err := host.Unguard(ns, tap, ifc.MAC, pfx.Addr()); err != nil {
 		s.log.Warn("remove the spoofing guard of a tap", "tap", tap, "err", err)
 	}
 	s.slots[slot] = nil

@@ -208,7 +208,7 @@ func (s *Shim) boot(ctx context.Context) error {
 	if l.Network != nil {
 		for i, ifc := range l.Network.Interfaces {
 			name := host.TapName(l.ID, i)
-			t, err := host.OpenTap(name)
+			t, err := host.OpenTap(l.Network.NetNS, name)
 			if err != nil {
 				return err
 			}
@@ -218,18 +218,18 @@ func (s *Shim) boot(ctx context.Context) error {
 				return fmt.Errorf("interface %s: address %q: %w", ifc.Name, ifc.Address, err)
 			}
 			// The guard goes up before the tap joins its bridge.
-			if err := host.Guard(name, ifc.MAC, pfx.Addr()); err != nil {
+			if err := host.Guard(l.Network.NetNS, name, ifc.MAC, pfx.Addr()); err != nil {
 				return err
 			}
-			s.guarded = append(s.guarded, guarded{name, ifc.MAC, pfx.Addr()})
-			if err := host.AttachTap(name, ifc.Bridge); err != nil {
+			s.guarded = append(s.guarded, guarded{l.Network.NetNS, name, ifc.MAC, pfx.Addr()})
+			if err := host.AttachTap(l.Network.NetNS, name, ifc.Bridge); err != nil {
 				return err
 			}
 			cfg.NICs = append(cfg.NICs, host.NIC{FD: 3 + i, MAC: ifc.MAC})
 		}
 		// Spare NICs: taps on no bridge, until a plug.
 		for i := len(l.Network.Interfaces); i < len(l.Network.Interfaces)+l.Network.Spare; i++ {
-			t, err := host.OpenTap(host.TapName(l.ID, i))
+			t, err := host.OpenTap(l.Network.NetNS, host.TapName(l.ID, i))
 			if err != nil {
 				return err
 			}
@@ -599,8 +599,8 @@ func (s *Shim) ready(err error) {
 
 // guarded is a tap whose spoofing guard the pod holds.
 type guarded struct {
-	tap, mac string
-	ip       netip.Addr
+	ns, tap, mac string
+	ip           netip.Addr
 }
 
 // cleanup removes what the pod leaves on the host.
@@ -612,7 +612,7 @@ func (s *Shim) cleanup() {
 	guards := slices.Clone(s.guarded)
 	s.mu.Unlock()
 	for _, g := range guards {
-		if err := host.Unguard(g.tap, g.mac, g.ip); err != nil {
+		if err := host.Unguard(g.ns, g.tap, g.mac, g.ip); err != nil {
 			s.log.Warn("remove the spoofing guard of a tap", "tap", g.tap, "err", err)
 		}
 	}

@@ -78,6 +78,10 @@ type Network struct {
 	// Spare NICs boot unplugged, so that the pod can join a network while
 	// it runs (OpPlug): a microVM's devices are fixed at boot.
 	Spare int `json:"spare,omitempty"`
+	// NetNS names the host network namespace (under /run/netns) that
+	// holds the bridges, and so the taps, of all the pod's NICs: its
+	// tenant's on this node. "" is the host's own.
+	NetNS string `json:"netns,omitempty"`
 }
 
 // Interface is one virtio-net NIC on a host tap device.

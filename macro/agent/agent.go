@@ -34,6 +34,8 @@ type VM struct {
 	ID      string
 	Labels  map[string]string
 	Running bool
+	// NetNS is the network namespace of the VM's NICs ("" the host's).
+	NetNS string
 }
 
 // VMM runs VMs on this node. The agent declares what it needs; cradle
@@ -62,7 +64,9 @@ type VMM interface {
 type Publisher interface {
 	// Publish replaces what pod key had published; it returns the ports
 	// as bound, host ports chosen.
-	Publish(key, ip string, ports []model.Port) ([]model.Port, error)
+	// ip is the pod's address in network namespace netns ("" the
+	// host's).
+	Publish(key, netns, ip string, ports []model.Port) ([]model.Port, error)
 	Unpublish(key string)
 }
 

@@ -977,7 +977,7 @@ type fakePorts struct {
 	fail  error
 }
 
-func (f *fakePorts) Publish(key, ip string, ports []model.Port) ([]model.Port, error) {
+func (f *fakePorts) Publish(key, netns, ip string, ports []model.Port) ([]model.Port, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "publish "+key+" "+ip)

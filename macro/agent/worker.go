@@ -161,7 +161,7 @@ func (w *worker) adopt(ctx context.Context, p *model.Pod) {
 		w.startHealth(ctx, p, vm.ID)
 		if p.Status.CradleID == vm.ID && len(p.Status.Ports) > 0 {
 			// The ports it had, on the same host ports.
-			if _, err := w.publish(p, strings.Split(p.Status.IP, "/")[0], p.Status.Ports); err != nil {
+			if _, err := w.publish(vm.NetNS, strings.Split(p.Status.IP, "/")[0], p.Status.Ports); err != nil {
 				w.a.Log.Warn("publish ports of an adopted pod", "pod", w.key, "err", err)
 			}
 		}
@@ -304,7 +304,7 @@ func (w *worker) start(ctx context.Context, p *model.Pod, hold bool) {
 	if err == nil {
 		// Published before the VM boots: a connection made as soon as
 		// the start returns waits in the proxy for the pod to listen.
-		ports, err = w.publish(p, podAddress(l), p.Spec.Ports)
+		ports, err = w.publish(podNetNS(l), podAddress(l), p.Spec.Ports)
 	}
 	if err == nil {
 		err = w.a.VMM.Start(ctx, l, hold)
@@ -357,17 +357,25 @@ func (w *worker) start(ctx context.Context, p *model.Pod, hold bool) {
 }
 
 // publish opens the pod's ports for ip; none without a publisher.
-func (w *worker) publish(p *model.Pod, ip string, ports []model.Port) ([]model.Port, error) {
+func (w *worker) publish(netns, ip string, ports []model.Port) ([]model.Port, error) {
 	if len(ports) == 0 || w.a.Ports == nil {
 		return nil, nil
 	}
-	return w.a.Ports.Publish(w.key, ip, ports)
+	return w.a.Ports.Publish(w.key, netns, ip, ports)
 }
 
 func (w *worker) unpublish() {
 	if w.a.Ports != nil {
 		w.a.Ports.Unpublish(w.key)
 	}
+}
+
+// podNetNS is the network namespace of the pod's NICs.
+func podNetNS(l *spec.Launch) string {
+	if l.Network == nil {
+		return ""
+	}
+	return l.Network.NetNS
 }
 
 // podAddress is the pod's first address, without its prefix length.

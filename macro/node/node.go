@@ -6,9 +6,7 @@ package node
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -156,7 +154,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		defer mtr.Close()
 	}
-	ports := &proxy.Proxy{Log: o.Log}
+	ports := &proxy.Proxy{Log: o.Log, Within: host.InNS}
 	defer ports.Close()
 	names := &dns.Book{}
 	var upstream []string
@@ -165,14 +163,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 	resolvers := &dns.Resolvers{Book: names, Upstream: upstream, Log: o.Log}
 	defer resolvers.Close()
+	nets := &networks{st: st, res: resolvers, defaultBridge: defaultBridge(rt).Name, owner: bridgeOwner(o.DataDir), log: o.Log}
 	ag := &agent.Agent{
 		Node: o.Name, Role: mem.Role, Address: o.Listen, Labels: o.Labels, Accel: accel, LeaseTTL: o.LeaseTTL,
 		Capacity: capacity(o.CPUOvercommit),
 		Store:    st,
 		VMM:      &cradleVMM{rt: rt, accel: accel, logs: filepath.Join(o.DataDir, "macro", "logs")},
-		Build:    builder(st, resolvers, images, rt, o.DataDir),
+		Build:    builder(nets, images, rt, o.DataDir),
 		SyncNetworks: func(ctx context.Context, p *model.Pod, vm string) error {
-			return syncNetworks(ctx, st, resolvers, rt, p, vm, defaultBridge(rt).Name, bridgeOwner(o.DataDir))
+			return nets.sync(ctx, rt, p, vm)
 		},
 		NewID: cradle.NewID,
 		Log:   o.Log,
@@ -280,9 +279,7 @@ func Run(ctx context.Context, o Options) error {
 	run(ag.Run)
 	run(dapi.Run)
 	run(func(ctx context.Context) error { return names.Follow(ctx, st) })
-	run(func(ctx context.Context) error {
-		return pruneBridges(ctx, st, resolvers, defaultBridge(rt).Name, bridgeOwner(o.DataDir), o.Log)
-	})
+	run(nets.prune)
 	run(func(ctx context.Context) error { return volume.Prune(ctx, st, o.DataDir, o.Name, o.Log) })
 	run(func(ctx context.Context) error {
 		return tenancy.FollowRemovals(ctx, st, images.Store.Tenants, func(t string) {
@@ -560,8 +557,12 @@ func (v *cradleVMM) List() ([]agent.VM, error) {
 	}
 	var out []agent.VM
 	for _, p := range pods {
-		out = append(out, agent.VM{ID: p.Launch.ID, Labels: p.Launch.Labels,
-			Running: p.State.Status == spec.StatusRunning || p.State.Status == spec.StatusCreated})
+		vm := agent.VM{ID: p.Launch.ID, Labels: p.Launch.Labels,
+			Running: p.State.Status == spec.StatusRunning || p.State.Status == spec.StatusCreated}
+		if p.Launch.Network != nil {
+			vm.NetNS = p.Launch.Network.NetNS
+		}
+		out = append(out, vm)
 	}
 	return out, nil
 }
@@ -576,244 +577,7 @@ func defaultBridge(rt *cradle.Runtime) host.Bridge {
 	return rt.Bridge
 }
 
-// userBridgePrefix starts the names of user networks' bridges.
-const userBridgePrefix = "hn"
-
-// networkBridge is this node's bridge of a user network: one per network,
-// named by a hash of tenant and ID (an interface name has 15 bytes at
-// most), with NAT unless the network is internal, and isolated from every
-// other network's bridge and from the host.
-func networkBridge(n *model.Network, defaultBridge, owner string) (host.Bridge, error) {
-	subnet, err := netip.ParsePrefix(n.Spec.Subnet)
-	if err != nil {
-		return host.Bridge{}, fmt.Errorf("network %s: subnet %q: %w", n.Alias, n.Spec.Subnet, err)
-	}
-	gw, err := netip.ParseAddr(n.Spec.Gateway)
-	if err != nil {
-		return host.Bridge{}, fmt.Errorf("network %s: gateway %q: %w", n.Alias, n.Spec.Gateway, err)
-	}
-	sum := sha256.Sum256([]byte(n.Tenant + "/" + n.Name))
-	return host.Bridge{
-		Name: userBridgePrefix + hex.EncodeToString(sum[:])[:12], Subnet: subnet, Gateway: gw,
-		NAT: !n.Spec.Internal, Isolate: true, IsolateFrom: []string{userBridgePrefix + "*", defaultBridge}, Owner: owner,
-	}, nil
-}
-
-// bridgeOwner marks this node's network bridges: several nodes may share
-// a host.
-func bridgeOwner(dataDir string) string { return "hearth:" + dataDir }
-
-// ownerAlive reports whether the node that owns a bridge still has its
-// data dir.
-func ownerAlive(owner string) bool {
-	dir, ok := strings.CutPrefix(owner, "hearth:")
-	if !ok {
-		return true // not ours to judge
-	}
-	_, err := os.Stat(dir)
-	return err == nil
-}
-
-// pruneBridges removes this node's bridges of user networks that are
-// gone: at start those whose network was deleted while the node was down,
-// then each as its network is deleted. A network is deleted only when no
-// pod uses it, so no pod loses its bridge.
-func pruneBridges(ctx context.Context, st *store.Store, res *dns.Resolvers, defaultBridge, owner string, log *slog.Logger) error {
-	nets, _, err := store.List[model.Network](ctx, st, model.KindNetwork, "")
-	if err != nil {
-		return err
-	}
-	mine, err := host.OwnedBridges(owner)
-	if err != nil {
-		return err
-	}
-	owned := map[string]bool{}
-	for _, name := range mine {
-		owned[name] = true
-	}
-	known := map[string]bool{}
-	for _, n := range nets {
-		br, err := networkBridge(n, defaultBridge, owner)
-		if err != nil {
-			continue
-		}
-		known[br.Name] = true
-		if owned[br.Name] {
-			// Pods adopted on it keep their names answered.
-			if err := res.Ensure(br.Name, n.Tenant, n.Name, br.Gateway); err != nil {
-				log.Warn("serve names on a network", "network", n.Alias, "err", err)
-			}
-		}
-	}
-	for _, name := range mine {
-		if !known[name] {
-			if err := (host.Bridge{Name: name}).Remove(); err != nil {
-				log.Warn("remove the bridge of a deleted network", "bridge", name, "err", err)
-			}
-		}
-	}
-	err = store.Watch[model.Network](ctx, st, model.KindNetwork, func(ev store.Event[*model.Network], initial bool) {
-		if ev.Type != store.Deleted || ev.Object == nil {
-			return
-		}
-		br, err := networkBridge(ev.Object, defaultBridge, owner)
-		if err != nil {
-			return
-		}
-		res.Stop(br.Name)
-		if err := br.Remove(); err != nil {
-			log.Warn("remove the bridge of a deleted network", "bridge", br.Name, "err", err)
-		}
-	})
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
-}
-
-// spareNICs is how many networks beyond those it starts on a pod on user
-// networks can join while it runs (docker network connect): a microVM's
-// NICs are fixed at boot.
-const spareNICs = 2
-
-// attachNetworks gives the pod a NIC on each of its networks, on their
-// bridges here; the first network that is not internal carries the
-// default route (the guest's rule: the first NIC with a gateway).
-func attachNetworks(ctx context.Context, st *store.Store, res *dns.Resolvers, p *model.Pod, defaultBridge, owner string) (*spec.Network, error) {
-	out := &spec.Network{Spare: min(spareNICs, spec.MaxInterfaces-len(p.Spec.Attachments))}
-	for i, at := range p.Spec.Attachments {
-		ifc, n, err := attachment(ctx, st, res, p, at, defaultBridge, owner)
-		if err != nil {
-			return nil, err
-		}
-		if len(out.DNS) == 0 {
-			// The first network's resolver answers for all of the pod's.
-			out.DNS = []string{ifc.Gateway}
-		}
-		ifc.Name = fmt.Sprintf("eth%d", i)
-		if n.Spec.Internal {
-			// No way out: no default route through it, ever.
-			ifc.Gateway = ""
-		}
-		out.Interfaces = append(out.Interfaces, ifc)
-	}
-	return out, nil
-}
-
-// attachment readies the pod's network at on this node (its bridge and
-// resolver) and describes the pod's NIC on it, unnamed, its Gateway the
-// network's gateway.
-func attachment(ctx context.Context, st *store.Store, res *dns.Resolvers, p *model.Pod, at model.Attachment, defaultBridge, owner string) (spec.Interface, *model.Network, error) {
-	var ifc spec.Interface
-	n, err := store.Get[model.Network](ctx, st, model.KindNetwork, p.Tenant, at.Network)
-	if err != nil {
-		return ifc, nil, fmt.Errorf("network %s: %w", at.Network, err)
-	}
-	br, err := networkBridge(n, defaultBridge, owner)
-	if err != nil {
-		return ifc, nil, err
-	}
-	other, err := host.OverlappingBridge(br.Name, userBridgePrefix, br.Subnet)
-	if err == nil && other != "" {
-		// Perhaps a bridge a deleted node left behind.
-		if err := host.RemoveOrphans(userBridgePrefix, ownerAlive); err != nil {
-			return ifc, nil, err
-		}
-		other, err = host.OverlappingBridge(br.Name, userBridgePrefix, br.Subnet)
-	}
-	if err != nil {
-		return ifc, nil, err
-	}
-	if other != "" {
-		return ifc, nil, errdefs.FailedPrecondition("network %s (%s) overlaps the subnet of another tenant's network on node bridge %s: one node cannot hold both yet", n.Alias, br.Subnet, other)
-	}
-	if err := br.Ensure(); err != nil {
-		return ifc, nil, err
-	}
-	if err := res.Ensure(br.Name, p.Tenant, n.Name, br.Gateway); err != nil {
-		return ifc, nil, err
-	}
-	ip, err := netip.ParseAddr(at.IP)
-	if err != nil {
-		return ifc, nil, fmt.Errorf("network %s: the pod has no address", n.Alias)
-	}
-	ifc = spec.Interface{MAC: host.MACFor(ip), Address: netip.PrefixFrom(ip, br.Subnet.Bits()).String(),
-		Bridge: br.Name, Gateway: br.Gateway.String()}
-	return ifc, n, nil
-}
-
-// syncNetworks brings a running pod's NICs in line with its attachments:
-// a network joined since it started takes a free NIC, one left frees its
-// NIC (docker network connect and disconnect).
-func syncNetworks(ctx context.Context, st *store.Store, res *dns.Resolvers, rt *cradle.Runtime, p *model.Pod, vm, defaultBridge, owner string) error {
-	if len(p.Spec.Attachments) == 0 {
-		return nil // on the default network, which it cannot leave
-	}
-	cl, err := rt.Client(vm)
-	if err != nil {
-		return err
-	}
-	state, err := cl.State()
-	if err != nil {
-		return err
-	}
-	have := map[string]spec.Interface{}
-	names := map[string]bool{}
-	for _, ifc := range state.Interfaces {
-		have[ifc.Bridge] = ifc
-		names[ifc.Name] = true
-	}
-	// As at boot, the first network's resolver answers for all.
-	var dns []string
-	type join struct {
-		ifc spec.Interface
-		n   *model.Network
-	}
-	var joins []join
-	want := map[string]bool{}
-	for _, at := range p.Spec.Attachments {
-		ifc, n, err := attachment(ctx, st, res, p, at, defaultBridge, owner)
-		if err != nil {
-			return err
-		}
-		if dns == nil {
-			dns = []string{ifc.Gateway}
-		}
-		if n.Spec.Internal {
-			ifc.Gateway = ""
-		}
-		if cur, ok := have[ifc.Bridge]; ok && cur.Address == ifc.Address {
-			want[ifc.Bridge] = true
-			continue
-		}
-		joins = append(joins, join{ifc, n})
-	}
-	// Leave first, so that the NICs freed can join the new networks
-	// (and a network rejoined with another address is left first).
-	for br, ifc := range have {
-		if !want[br] {
-			if _, err := cl.Unplug(ifc.Name, dns); err != nil {
-				return fmt.Errorf("leave the network of bridge %s: %w", br, err)
-			}
-			delete(names, ifc.Name)
-		}
-	}
-	for _, j := range joins {
-		for i := 0; ; i++ {
-			if !names[fmt.Sprintf("eth%d", i)] {
-				j.ifc.Name = fmt.Sprintf("eth%d", i)
-				break
-			}
-		}
-		if _, err := cl.Plug(j.ifc, dns); err != nil {
-			return fmt.Errorf("join network %s: %w", j.n.Alias, err)
-		}
-		names[j.ifc.Name] = true
-	}
-	return nil
-}
-
-func builder(st *store.Store, res *dns.Resolvers, images *image.Service, rt *cradle.Runtime, dataDir string) agent.Builder {
+func builder(nets *networks, images *image.Service, rt *cradle.Runtime, dataDir string) agent.Builder {
 	return func(ctx context.Context, p *model.Pod, id string) (*spec.Launch, error) {
 		l := &spec.Launch{Version: spec.Version, ID: id, Hostname: p.Spec.Hostname,
 			Resources: spec.Resources{CPUs: p.Spec.Resources.CPUs, MemoryMiB: p.Spec.Resources.MemoryMiB}}
@@ -874,7 +638,7 @@ func builder(st *store.Store, res *dns.Resolvers, images *image.Service, rt *cra
 		var net *spec.Network
 		var err error
 		if len(p.Spec.Attachments) > 0 {
-			net, err = attachNetworks(ctx, st, res, p, defaultBridge(rt).Name, bridgeOwner(dataDir))
+			net, err = nets.attach(ctx, p)
 		} else {
 			net, err = rt.DefaultNetwork(id)
 		}

@@ -164,6 +164,9 @@ type Resolver struct {
 	Log      *slog.Logger
 	// Port is 53 unless set (tests).
 	Port int
+	// Within runs fn where the resolver's sockets belong (the network's
+	// namespace); nil runs it here.
+	Within func(fn func() error) error
 
 	udp, tcp *dns.Server
 }
@@ -174,13 +177,22 @@ func (r *Resolver) Start() error {
 	if r.Port != 0 {
 		port = fmt.Sprint(r.Port)
 	}
-	pc, err := net.ListenPacket("udp", net.JoinHostPort(r.Addr.String(), port))
-	if err != nil {
-		return fmt.Errorf("dns on %s: %w", r.Addr, err)
+	within := r.Within
+	if within == nil {
+		within = func(fn func() error) error { return fn() }
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(r.Addr.String(), port))
+	var pc net.PacketConn
+	var ln net.Listener
+	err := within(func() (err error) {
+		if pc, err = net.ListenPacket("udp", net.JoinHostPort(r.Addr.String(), port)); err != nil {
+			return err
+		}
+		if ln, err = net.Listen("tcp", net.JoinHostPort(r.Addr.String(), port)); err != nil {
+			pc.Close()
+		}
+		return err
+	})
 	if err != nil {
-		pc.Close()
 		return fmt.Errorf("dns on %s: %w", r.Addr, err)
 	}
 	r.udp = &dns.Server{PacketConn: pc, Handler: r}
@@ -283,8 +295,9 @@ type Resolvers struct {
 	byID map[string]*Resolver // by bridge
 }
 
-// Ensure serves network (of tenant) on gw, once per bridge.
-func (s *Resolvers) Ensure(bridge, tenant, network string, gw netip.Addr) error {
+// Ensure serves network (of tenant) on gw, once per bridge; within runs
+// what makes its sockets where they belong (nil: here).
+func (s *Resolvers) Ensure(bridge, tenant, network string, gw netip.Addr, within func(func() error) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.byID == nil {
@@ -293,7 +306,7 @@ func (s *Resolvers) Ensure(bridge, tenant, network string, gw netip.Addr) error 
 	if _, ok := s.byID[bridge]; ok {
 		return nil
 	}
-	r := &Resolver{Book: s.Book, Tenant: tenant, Network: network, Addr: gw, Upstream: s.Upstream, Log: s.Log}
+	r := &Resolver{Book: s.Book, Tenant: tenant, Network: network, Addr: gw, Upstream: s.Upstream, Log: s.Log, Within: within}
 	if err := r.Start(); err != nil {
 		return err
 	}

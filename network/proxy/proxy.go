@@ -30,6 +30,9 @@ const (
 // Proxy is one node's published ports.
 type Proxy struct {
 	Log *slog.Logger
+	// Within runs fn in network namespace ns, where a pod's address is
+	// reached (its tenant's); nil when every pod is in this one.
+	Within func(ns string, fn func() error) error
 
 	mu   sync.Mutex
 	pods map[string]*published
@@ -37,6 +40,8 @@ type Proxy struct {
 
 // published is what one pod has open.
 type published struct {
+	// dial connects to the pod, from its namespace.
+	dial    func(network, addr string) (net.Conn, error)
 	closers []io.Closer
 	conns   map[io.Closer]bool
 	closed  bool
@@ -76,12 +81,12 @@ func (p *published) close() {
 // key had published. It returns the ports as bound (with the host ports
 // the node chose for 0), or, when one cannot be bound, an error and none
 // of them.
-func (x *Proxy) Publish(key, ip string, ports []model.Port) ([]model.Port, error) {
+func (x *Proxy) Publish(key, netns, ip string, ports []model.Port) ([]model.Port, error) {
 	x.Unpublish(key)
 	if net.ParseIP(ip) == nil {
 		return nil, fmt.Errorf("publish ports of %s: invalid pod address %q", key, ip)
 	}
-	pub := &published{conns: map[io.Closer]bool{}}
+	pub := &published{conns: map[io.Closer]bool{}, dial: x.dialer(netns)}
 	var bound []model.Port
 	for _, pt := range ports {
 		target := net.JoinHostPort(ip, strconv.Itoa(pt.ContainerPort))
@@ -121,6 +126,25 @@ func (x *Proxy) Publish(key, ip string, ports []model.Port) ([]model.Port, error
 	x.pods[key] = pub
 	x.mu.Unlock()
 	return bound, nil
+}
+
+// dialer connects from network namespace ns: the socket is made there,
+// and stays there.
+func (x *Proxy) dialer(ns string) func(network, addr string) (net.Conn, error) {
+	dial := func(network, addr string) (net.Conn, error) { return net.DialTimeout(network, addr, 5*time.Second) }
+	if ns == "" || x.Within == nil {
+		return dial
+	}
+	return func(network, addr string) (c net.Conn, err error) {
+		werr := x.Within(ns, func() error {
+			c, err = dial(network, addr)
+			return nil
+		})
+		if werr != nil {
+			return nil, werr
+		}
+		return c, err
+	}
 }
 
 // bindError is Docker's message for a port that is taken.
@@ -199,7 +223,7 @@ func (x *Proxy) forwardTCP(pub *published, c net.Conn, target string) {
 func dialPod(pub *published, target string) net.Conn {
 	deadline := time.Now().Add(dialWait)
 	for {
-		up, err := net.DialTimeout("tcp", target, 5*time.Second)
+		up, err := pub.dial("tcp", target)
 		if err == nil {
 			return up
 		}
@@ -238,9 +262,15 @@ func (x *Proxy) serveUDP(pub *published, pc net.PacketConn, target string) {
 		mu.Lock()
 		up := flows[from.String()]
 		if up == nil {
-			up, err = net.DialUDP("udp", nil, raddr)
-			if err != nil || !pub.track(up) {
+			c, err := pub.dial("udp", raddr.String())
+			if err != nil {
 				mu.Unlock()
+				continue
+			}
+			up = c.(*net.UDPConn)
+			if !pub.track(up) {
+				mu.Unlock()
+				up.Close()
 				continue
 			}
 			flows[from.String()] = up

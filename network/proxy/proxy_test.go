@@ -59,7 +59,7 @@ func TestTCP(t *testing.T) {
 	srv := echoTCP(t, "127.0.0.1:0")
 	x := &Proxy{}
 	defer x.Close()
-	bound, err := x.Publish("acme/web", "127.0.0.1", []model.Port{{HostIP: "127.0.0.1", ContainerPort: portOf(srv.Addr()), Protocol: "tcp"}})
+	bound, err := x.Publish("acme/web", "", "127.0.0.1", []model.Port{{HostIP: "127.0.0.1", ContainerPort: portOf(srv.Addr()), Protocol: "tcp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestTCP(t *testing.T) {
 	}
 
 	// The port is taken: a second pod gets Docker's error, and nothing.
-	_, err = x.Publish("acme/other", "127.0.0.1", []model.Port{
+	_, err = x.Publish("acme/other", "", "127.0.0.1", []model.Port{
 		{HostIP: "127.0.0.1", HostPort: 0, ContainerPort: 1, Protocol: "tcp"},
 		{HostIP: "127.0.0.1", HostPort: bound[0].HostPort, ContainerPort: 2, Protocol: "tcp"}})
 	if !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "port is already allocated") {
@@ -109,7 +109,7 @@ func TestTCPHold(t *testing.T) {
 	probe.Close()
 	x := &Proxy{}
 	defer x.Close()
-	bound, err := x.Publish("acme/late", "127.0.0.1", []model.Port{{HostIP: "127.0.0.1", ContainerPort: portOf(probe.Addr()), Protocol: "tcp"}})
+	bound, err := x.Publish("acme/late", "", "127.0.0.1", []model.Port{{HostIP: "127.0.0.1", ContainerPort: portOf(probe.Addr()), Protocol: "tcp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestUDP(t *testing.T) {
 	}()
 	x := &Proxy{}
 	defer x.Close()
-	bound, err := x.Publish("acme/dns", "127.0.0.1", []model.Port{{HostIP: "127.0.0.1", ContainerPort: portOf(pc.LocalAddr()), Protocol: "udp"}})
+	bound, err := x.Publish("acme/dns", "", "127.0.0.1", []model.Port{{HostIP: "127.0.0.1", ContainerPort: portOf(pc.LocalAddr()), Protocol: "udp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,10 +163,10 @@ func TestUDP(t *testing.T) {
 func TestPublishBadInput(t *testing.T) {
 	x := &Proxy{}
 	defer x.Close()
-	if _, err := x.Publish("k", "not-an-ip", []model.Port{{ContainerPort: 80, Protocol: "tcp"}}); err == nil {
+	if _, err := x.Publish("k", "", "not-an-ip", []model.Port{{ContainerPort: 80, Protocol: "tcp"}}); err == nil {
 		t.Error("a bad pod address was accepted")
 	}
-	if _, err := x.Publish("k", "127.0.0.1", []model.Port{{HostIP: "127.0.0.1", ContainerPort: 80, Protocol: "sctp"}}); err == nil {
+	if _, err := x.Publish("k", "", "127.0.0.1", []model.Port{{HostIP: "127.0.0.1", ContainerPort: 80, Protocol: "sctp"}}); err == nil {
 		t.Error("sctp was accepted")
 	}
 }

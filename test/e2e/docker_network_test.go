@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"os/exec"
@@ -94,21 +95,61 @@ func TestDockerNetworks(t *testing.T) {
 }
 
 // ownedBridges lists the bridges a node made for its networks (their
-// alias names the node's data dir).
+// alias names the node's data dir), on the host and in its tenants'
+// network namespaces, and those namespaces' uplinks.
 func ownedBridges(t *testing.T, dataDir string) []string {
 	t.Helper()
-	out, err := exec.Command("ip", "-o", "link", "show", "type", "bridge").Output()
-	if err != nil {
-		t.Fatal(err)
+	links := func(args ...string) string {
+		out, err := exec.Command("ip", args...).Output()
+		if err != nil {
+			t.Fatalf("ip %s: %v", strings.Join(args, " "), err)
+		}
+		return string(out)
+	}
+	out := links("-o", "link", "show", "type", "bridge") + links("-o", "link", "show", "type", "veth")
+	nss, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(nss), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "hearth-") {
+			// A namespace can go between the list and the look.
+			b, _ := exec.Command("ip", "-n", f[0], "-o", "link", "show", "type", "bridge").Output()
+			out += string(b)
+		}
 	}
 	var names []string
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if strings.Contains(line, "alias hearth:"+dataDir) {
 			f := strings.Fields(line)
-			names = append(names, strings.TrimSuffix(f[1], ":"))
+			names = append(names, strings.Split(strings.TrimSuffix(f[1], ":"), "@")[0])
 		}
 	}
 	return names
+}
+
+// hostAddrs are the host's end of the node's tenant uplinks, and the
+// host's address towards the outside.
+func hostAddrs(t *testing.T, dataDir string) []string {
+	t.Helper()
+	var out []string
+	for _, name := range ownedBridges(t, dataDir) {
+		if !strings.HasPrefix(name, "hv") {
+			continue
+		}
+		b, err := exec.Command("ip", "-o", "-4", "addr", "show", "dev", name).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(b)); len(f) > 3 {
+			out = append(out, strings.Split(f[3], "/")[0])
+		}
+	}
+	if c, err := net.Dial("udp4", "192.0.2.1:9"); err == nil {
+		out = append(out, c.LocalAddr().(*net.UDPAddr).IP.String())
+		c.Close()
+	}
+	if len(out) < 2 {
+		t.Fatalf("the host's addresses: %v", out)
+	}
+	return out
 }
 
 // TestDockerNetworkDataPath: containers on one network reach each other,
@@ -205,6 +246,18 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	if r := d.docker(t, "exec", "a1", "sh", "-c", "nc -w 3 10.61.0.1 "+hostPort); strings.Contains(r.stdout, "host") {
 		t.Errorf("a pod reached a port of the host: %s", r)
 	}
+	// Nor through the host's other addresses: its end of the tenant's
+	// uplink (the pods' next hop), and its address on the outside.
+	for _, addr := range hostAddrs(t, d.n.Data) {
+		if c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, hostPort), time.Second); err != nil {
+			t.Fatalf("the host's server on %s: %v", addr, err) // it must be there to be refused
+		} else {
+			c.Close()
+		}
+		if r := d.docker(t, "exec", "a1", "sh", "-c", "nc -w 3 "+addr+" "+hostPort); strings.Contains(r.stdout, "host") {
+			t.Errorf("a pod reached a port of the host at %s: %s", addr, r)
+		}
+	}
 	// An internal network has no way out: no default route.
 	if out := d.ok(t, "exec", "i1", "ip", "route"); strings.Contains(out, "default") {
 		t.Errorf("routes of a container on an internal network:\n%s", out)
@@ -229,7 +282,7 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	d.fails(t, 125, "no configured subnet or ip-range contain the IP address 10.99.0.5", "run", "--rm", "--network", "na", "--ip", "10.99.0.5", echoImg)
 
 	bridges := ownedBridges(t, d.n.Data)
-	if len(bridges) != 3 {
+	if len(bridges) != 4 { // 3 bridges and the admin's uplink
 		t.Errorf("bridges of the networks: %v", bridges)
 	}
 	d.ok(t, "rm", "-f", "a1", "a2", "a3", "b1", "d1", "i1")

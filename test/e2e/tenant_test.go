@@ -22,11 +22,18 @@ type tenantCLI struct {
 	name string
 	dir  string
 	addr string
+	// config is the CLI's own DOCKER_CONFIG: registry logins are the
+	// tenant's.
+	config string
+}
+
+func (c *tenantCLI) env() []string {
+	return []string{"DOCKER_HOST=tcp://" + c.addr, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + c.dir, "DOCKER_CONFIG=" + c.config}
 }
 
 func (c *tenantCLI) run(t *testing.T, args ...string) result {
 	t.Helper()
-	return c.d.dockerWith(t, cmdOpts{env: []string{"DOCKER_HOST=tcp://" + c.addr, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + c.dir}}, args...)
+	return c.d.dockerWith(t, cmdOpts{env: c.env()}, args...)
 }
 
 func (c *tenantCLI) ok(t *testing.T, args ...string) string {
@@ -38,6 +45,12 @@ func (c *tenantCLI) ok(t *testing.T, args ...string) string {
 	return r.stdout
 }
 
+// ipOn is the address of a tenant's container on network.
+func ipOn(t *testing.T, c *tenantCLI, container, network string) string {
+	t.Helper()
+	return strings.TrimSpace(c.ok(t, "inspect", "-f", "{{(index .NetworkSettings.Networks \""+network+"\").IPAddress}}", container))
+}
+
 // createTenant runs `hearth tenant create NAME --out DIR flags...`.
 func createTenant(t *testing.T, d *dockerEnv, addr, name string, flags ...string) *tenantCLI {
 	t.Helper()
@@ -46,7 +59,7 @@ func createTenant(t *testing.T, d *dockerEnv, addr, name string, flags ...string
 	if !strings.Contains(out, "DOCKER_HOST=tcp://"+addr) {
 		t.Errorf("tenant create says: %s", out)
 	}
-	return &tenantCLI{d: d, name: name, dir: dir, addr: addr}
+	return &tenantCLI{d: d, name: name, dir: dir, addr: addr, config: t.TempDir()}
 }
 
 // TestTenants: tenants made with `hearth tenant create` reach the Docker
@@ -201,6 +214,28 @@ func TestTenants(t *testing.T) {
 			t.Errorf("acme: docker %s reached bravo's image: %s", strings.Join(cmd, " "), r)
 		}
 	}
+	// A private image bravo pulled with its registry login is not
+	// acme's: acme cannot run or inspect it, and its own pull, without
+	// a login, is refused by the registry, though the blobs are here.
+	reg := startRegistry(t, basicAuth)
+	private := reg.Host + "/private/app:1"
+	bravo.ok(t, "tag", dockerImg, private)
+	if r := bravo.d.dockerWith(t, cmdOpts{stdin: strings.NewReader(regPass + "\n"), env: bravo.env()},
+		"login", "-u", regUser, "--password-stdin", reg.Host); r.code != 0 {
+		t.Fatalf("bravo's login: %s", r)
+	}
+	bravo.ok(t, "push", private)
+	bravo.ok(t, "rmi", private)
+	bravo.ok(t, "pull", private)
+	for _, cmd := range [][]string{{"image", "inspect", private}, {"run", "--rm", "--pull", "never", private, "true"}, {"save", "-o", filepath.Join(t.TempDir(), "p.tar"), private}} {
+		if r := acme.run(t, cmd...); r.code == 0 || !strings.Contains(strings.ToLower(r.stderr), "no such image") {
+			t.Errorf("acme: docker %s reached bravo's private image: %s", strings.Join(cmd, " "), r)
+		}
+	}
+	if r := acme.run(t, "pull", private); r.code == 0 || !strings.Contains(r.stderr, "pull access denied") {
+		t.Errorf("acme's pull of bravo's private image without a login: %s", r)
+	}
+
 	// Lists, info, df and events count only acme's own.
 	for _, c := range []struct {
 		args []string
@@ -230,6 +265,44 @@ func TestTenants(t *testing.T) {
 	if out := bravo.ok(t, "exec", "live", "sh", "-c", "echo kept > /data/f; cat /data/f"); out != "kept\n" {
 		t.Errorf("bravo's exec: %q", out)
 	}
+
+	// One subnet, and even one address, in two tenants: two networks,
+	// each tenant reaching its own pods and nothing of the other's, by
+	// address or by name.
+	acme.ok(t, "load", "-q", "-i", img.echo)
+	bravo.ok(t, "load", "-q", "-i", img.echo)
+	acme.ok(t, "network", "create", "--subnet", "10.77.0.0/24", "same")
+	bravo.ok(t, "network", "create", "--subnet", "10.77.0.0/24", "same")
+	acme.ok(t, "run", "-d", "--name", "asrv", "--hostname", "asrv-host", "-m", "256m", "--network", "same", "--ip", "10.77.0.10", echoImg)
+	acme.ok(t, "run", "-d", "--name", "acli", "-m", "256m", "--network", "same", dockerImg, "sleep", "1000")
+	bravo.ok(t, "run", "-d", "--name", "bsrv", "--hostname", "bsrv-host", "--network", "same", "--ip", "10.77.0.10", echoImg)
+	bravo.ok(t, "run", "-d", "--name", "bsrv2", "--hostname", "bsrv2-host", "--network", "same", "--ip", "10.77.0.11", echoImg)
+	bravo.ok(t, "network", "connect", "same", "live")
+	echoFrom := func(c *tenantCLI, from, addr string) string {
+		r := c.run(t, "exec", from, "sh", "-c", "echo hi | nc -w 3 "+addr+" 7")
+		return strings.TrimSpace(r.stdout)
+	}
+	if got := echoFrom(acme, "acli", "10.77.0.10"); got != "asrv-host hi" {
+		t.Errorf("acme to its own 10.77.0.10: %q", got)
+	}
+	if got := echoFrom(acme, "acli", "asrv"); got != "asrv-host hi" {
+		t.Errorf("acme to its own asrv by name: %q", got)
+	}
+	if got := echoFrom(bravo, "live", "10.77.0.10"); got != "bsrv-host hi" {
+		t.Errorf("bravo to its own 10.77.0.10: %q", got)
+	}
+	if got := echoFrom(bravo, "live", "bsrv2"); got != "bsrv2-host hi" {
+		t.Errorf("bravo to its own bsrv2 by name: %q", got)
+	}
+	// bravo's echo on a subnet acme has no network of: acme's pod is
+	// routed out to the world, never into bravo's namespace.
+	bravo.ok(t, "network", "connect", "bnet", "bsrv2")
+	for _, to := range []string{"10.77.0.11", "bsrv2", "bsrv", ipOn(t, bravo, "bsrv2", "bnet")} {
+		if got := echoFrom(acme, "acli", to); strings.Contains(got, "-host") {
+			t.Errorf("acme reached bravo's %s: %q", to, got)
+		}
+	}
+	acme.ok(t, "rm", "-f", "asrv", "acli")
 
 	// Refused options: 403, with nothing made.
 	for _, opt := range [][]string{{"--privileged"}, {"--cap-add", "NET_ADMIN"}, {"--device", "/dev/kvm"}, {"--pid", "host"},
@@ -309,7 +382,7 @@ func TestTenants(t *testing.T) {
 	if r := plain("--context", "hearth-acme", "ps"); r.code == 0 {
 		t.Errorf("the imported context of the old certificate still works: %s", r)
 	}
-	rotated := &tenantCLI{d: d, name: "acme", dir: newDir, addr: addr}
+	rotated := &tenantCLI{d: d, name: "acme", dir: newDir, addr: addr, config: acme.config}
 	if out := rotated.ok(t, "ps", "-a", "--format", "{{.Names}}"); len(strings.Fields(out)) != 3 {
 		t.Errorf("acme after rotation: %q", out)
 	}
@@ -320,7 +393,7 @@ func TestTenants(t *testing.T) {
 		t.Errorf("tenant rm answered no: %s", r)
 	}
 	bravo.ok(t, "ps")
-	if r := hearthWith(t, cmdOpts{stdin: strings.NewReader("y\n")}, n.Args("tenant", "rm", "bravo")...); r.code != 0 || !strings.Contains(r.stdout, "Removed tenant bravo: 2 pods, 1 volumes, 1 networks") {
+	if r := hearthWith(t, cmdOpts{stdin: strings.NewReader("y\n")}, n.Args("tenant", "rm", "bravo")...); r.code != 0 || !strings.Contains(r.stdout, "Removed tenant bravo: 4 pods, 1 volumes, 2 networks") {
 		t.Errorf("tenant rm: %s", r)
 	}
 	if r := bravo.run(t, "ps"); r.code == 0 {
