@@ -72,7 +72,8 @@ func Exceeds(q model.TenantSpec, used, add Usage) error {
 }
 
 // Limited reports whether tenant has any quota, and returns its record.
-// The admin, and a tenant without a record, have none.
+// The admin, and a tenant without a record, have none. A tenant being
+// removed may make nothing more.
 func Limited(ctx context.Context, st *store.Store, tenant string) (*model.Tenant, bool, error) {
 	if tenant == Admin {
 		return nil, false, nil
@@ -83,6 +84,9 @@ func Limited(ctx context.Context, st *store.Store, tenant string) (*model.Tenant
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	if t.Spec.Removing {
+		return nil, false, errdefs.Unauthenticated("tenant %s is being removed", tenant)
 	}
 	q := t.Spec
 	return t, q.CPUs > 0 || q.MemoryMiB > 0 || q.Pods > 0 || q.VolumeBytes > 0, nil

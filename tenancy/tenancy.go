@@ -9,9 +9,12 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
@@ -29,8 +32,61 @@ const CertValidity = 365 * 24 * time.Hour
 // Manager creates, rotates, checks and removes tenants.
 type Manager struct {
 	Store *store.Store
-	// CA signs tenants' certificates; nil on a node without the CA's key.
+	// CA signs tenants' certificates (LoadCA).
 	CA *pki.CA
+	// TrustPEM is the cluster CA's certificate, which signs the nodes'
+	// and which tenants' clients trust.
+	TrustPEM []byte
+}
+
+// caKey is where the tenants' CA lives in etcd.
+const caKey = store.Prefix + "pki/tenant-ca"
+
+// LoadCA reads the CA that signs tenants' certificates, and makes it on
+// first use. It is not the cluster CA, which etcd and the nodes' APIs
+// trust: a tenant's certificate opens the tenant APIs and nothing else.
+// It lives in etcd, so that every node checks tenants' certificates and
+// any node may sign them.
+func LoadCA(ctx context.Context, st *store.Store) (*pki.CA, error) {
+	type stored struct{ Cert, Key []byte }
+	cli := st.Client()
+	resp, err := cli.Get(ctx, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("read the tenant CA: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		ca, err := pki.NewCA("hearth tenant CA")
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := ca.KeyPEM()
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(stored{ca.PEM, keyPEM})
+		if err != nil {
+			return nil, err
+		}
+		// The first writer wins; the others read what it wrote.
+		txn, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(caKey), "=", 0)).
+			Then(clientv3.OpPut(caKey, string(b))).Else(clientv3.OpGet(caKey)).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("store the tenant CA: %w", err)
+		}
+		if txn.Succeeded {
+			return ca, nil
+		}
+		resp = (*clientv3.GetResponse)(txn.Responses[0].GetResponseRange())
+	}
+	var s stored
+	if err := json.Unmarshal(resp.Kvs[0].Value, &s); err != nil {
+		return nil, fmt.Errorf("read the tenant CA: %w", err)
+	}
+	ca, err := pki.ParseCA(s.Cert, s.Key)
+	if err != nil {
+		return nil, fmt.Errorf("read the tenant CA: %w", err)
+	}
+	return ca, nil
 }
 
 // Credentials are what a new or rotated tenant gets: its certificate,
@@ -62,7 +118,7 @@ func (m *Manager) Create(ctx context.Context, name string, spec model.TenantSpec
 		}
 		return nil, fmt.Errorf("create tenant %s: %w", name, err)
 	}
-	return &Credentials{Tenant: t, CertPEM: cert, CAPEM: m.CA.PEM}, nil
+	return &Credentials{Tenant: t, CertPEM: cert, CAPEM: m.TrustPEM}, nil
 }
 
 // Rotate signs a new certificate for pub; the tenant's older ones stop
@@ -85,7 +141,7 @@ func (m *Manager) Rotate(ctx context.Context, name string, pub crypto.PublicKey)
 	if err != nil {
 		return nil, m.notFound(name, err)
 	}
-	return &Credentials{Tenant: t, CertPEM: cert, CAPEM: m.CA.PEM}, nil
+	return &Credentials{Tenant: t, CertPEM: cert, CAPEM: m.TrustPEM}, nil
 }
 
 // SetQuotas changes a tenant's quotas, which bind what is created from
@@ -137,7 +193,7 @@ func (m *Manager) Authenticate(ctx context.Context, cert *x509.Certificate) (str
 
 func (m *Manager) sign(name string, pub crypto.PublicKey) (certPEM []byte, serial string, err error) {
 	if m.CA == nil || m.CA.Key == nil {
-		return nil, "", errdefs.FailedPrecondition("this node does not hold the cluster CA's key: manage tenants on the cluster's first node")
+		return nil, "", errdefs.FailedPrecondition("this node cannot sign tenants' certificates")
 	}
 	if pub == nil {
 		return nil, "", errdefs.InvalidArgument("a public key is required")

@@ -22,7 +22,7 @@ func newManager(t *testing.T) *Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Manager{Store: store.New(e.Client), CA: ca}
+	return &Manager{Store: store.New(e.Client), CA: ca, TrustPEM: []byte("cluster CA")}
 }
 
 // issue creates (or rotates) a tenant and returns its parsed certificate.
@@ -251,5 +251,24 @@ func TestAdmit(t *testing.T) {
 	}
 	if err := Admit(ctx, m.Store, "acme", Usage{Pods: 5}, ""); err != nil {
 		t.Errorf("quotas lifted: %v", err)
+	}
+}
+
+func TestLoadCA(t *testing.T) {
+	e := testetcd.Start(t)
+	st := store.New(e.Client)
+	first, err := LoadCA(t.Context(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := LoadCA(t.Context(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Cert.Equal(again.Cert) || again.Key == nil {
+		t.Error("a second load made another CA")
+	}
+	if first.Cert.Subject.CommonName != "hearth tenant CA" {
+		t.Errorf("CA %q", first.Cert.Subject.CommonName)
 	}
 }

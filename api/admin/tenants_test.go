@@ -26,7 +26,7 @@ func TestTenantRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.srv.Tenants = &tenancy.Manager{Store: v.s, CA: ca}
+	v.srv.Tenants = &tenancy.Manager{Store: v.s, CA: ca, TrustPEM: []byte("cluster CA")}
 	v.srv.DockerHost, v.srv.KubeServer = "tcp://h:2376", "https://h:6443"
 	v.srv.Audit = audit
 	hs := httptest.NewServer(v.srv.Handler()) // with the tenant routes
@@ -40,7 +40,7 @@ func TestTenantRoutes(t *testing.T) {
 
 	var creds admin.TenantCredentials
 	v.expect("POST", "/v1/tenants", body(`,"name":"acme","quotas":{"pods":2}`), 201, &creds)
-	if creds.DockerHost != "tcp://h:2376" || creds.KubeServer != "https://h:6443" || string(creds.CAPEM) != string(ca.PEM) {
+	if creds.DockerHost != "tcp://h:2376" || creds.KubeServer != "https://h:6443" || string(creds.CAPEM) != "cluster CA" {
 		t.Errorf("credentials: %+v", creds)
 	}
 	cert, err := pki.ParseCert(creds.CertPEM)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -344,7 +345,6 @@ func (s *Server) withStartAdmitted(ctx context.Context, p *model.Pod, fn func() 
 	if err != nil {
 		return err
 	}
-	limited = limited && p.Spec.Desired != model.DesiredRunning
 	if !disks && !limited {
 		return fn()
 	}
@@ -357,8 +357,16 @@ func (s *Server) withStartAdmitted(ctx context.Context, p *model.Pod, fn func() 
 			return err
 		}
 		if limited {
-			if err := tenancy.Admit(ctx, s.Store, p.Tenant, tenancy.PodUsage(p, true), p.Name); err != nil {
-				return err
+			// The pod as it is now, under the lock: an update may
+			// have resized it since it was read.
+			i := slices.IndexFunc(pods, func(q *model.Pod) bool { return q.Name == p.Name })
+			if i < 0 {
+				return errdefs.NotFound("No such container: %s", p.Name)
+			}
+			if now := pods[i]; now.Spec.Desired != model.DesiredRunning {
+				if err := tenancy.Admit(ctx, s.Store, p.Tenant, tenancy.PodUsage(now, true), p.Name); err != nil {
+					return err
+				}
 			}
 		}
 		return fn()
@@ -772,19 +780,26 @@ func (s *Server) updateContainer(w http.ResponseWriter, r *http.Request, tenant 
 		})
 		return err
 	}
-	// A container meant to run holds its quota at its new size.
+	// A container meant to run holds its quota at its new size. Under
+	// the lock, so that a start cannot admit the old size meanwhile.
 	_, limited, err := tenancy.Limited(ctx, s.Store, tenant)
-	if err == nil && limited && (size.CPUs != 0 || size.MemoryMiB != 0) && c.pod.Spec.Desired == model.DesiredRunning {
+	if err == nil && limited && (size.CPUs != 0 || size.MemoryMiB != 0) {
 		err = s.Store.Locked(ctx, store.TenantLock(tenant), func() error {
-			grown := *c.pod
-			if size.CPUs != 0 {
-				grown.Spec.Resources.CPUs = size.CPUs
-			}
-			if size.MemoryMiB != 0 {
-				grown.Spec.Resources.MemoryMiB = size.MemoryMiB
-			}
-			if err := tenancy.Admit(ctx, s.Store, tenant, tenancy.PodUsage(&grown, true), grown.Name); err != nil {
+			now, err := store.Get[model.Pod](ctx, s.Store, model.KindPod, tenant, c.ID())
+			if err != nil {
 				return err
+			}
+			if now.Spec.Desired == model.DesiredRunning {
+				grown := *now
+				if size.CPUs != 0 {
+					grown.Spec.Resources.CPUs = size.CPUs
+				}
+				if size.MemoryMiB != 0 {
+					grown.Spec.Resources.MemoryMiB = size.MemoryMiB
+				}
+				if err := tenancy.Admit(ctx, s.Store, tenant, tenancy.PodUsage(&grown, true), grown.Name); err != nil {
+					return err
+				}
 			}
 			return apply()
 		})

@@ -73,6 +73,8 @@ type Server struct {
 	Tenant func(r *http.Request) (string, error)
 	// Audit logs every call; nil logs none.
 	Audit *tenancy.Audit
+	// ConnState, when set, is the HTTP servers' connection hook.
+	ConnState func(net.Conn, http.ConnState)
 
 	gate    attachGate
 	events  *eventBus
@@ -194,7 +196,7 @@ func (s *Server) Serve(path string) error {
 
 // ServeListener serves on ln until Close.
 func (s *Server) ServeListener(ln net.Listener) {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 30 * time.Second, ConnState: s.ConnState}
 	s.mu.Lock()
 	s.srvs = append(s.srvs, srv)
 	s.mu.Unlock()

@@ -233,6 +233,25 @@ func OwnedBridges(owner string) ([]string, error) {
 	return out, nil
 }
 
+// BridgePorts counts the links on a host bridge (pods' taps).
+func BridgePorts(name string) (int, error) {
+	br, err := netlink.LinkByName(name)
+	if err != nil {
+		return 0, err
+	}
+	links, err := linkList()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // Remove deletes the bridge and its nftables table; a bridge that is not
 // there (or whose namespace is not) is no error.
 func (b Bridge) Remove() error {
@@ -421,6 +440,22 @@ func (m *IPAM) Allocate(podID string) (netip.Addr, error) {
 		return fmt.Errorf("no free address in %s", m.Bridge.Subnet)
 	})
 	return got, err
+}
+
+// Live counts the leases of pods that still exist.
+func (m *IPAM) Live() (int, error) {
+	n := 0
+	err := m.update(func(leases map[string]string) error {
+		for ip, id := range leases {
+			if m.Alive != nil && !m.Alive(id) {
+				delete(leases, ip)
+				continue
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Release frees podID's leases.

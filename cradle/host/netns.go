@@ -115,6 +115,10 @@ func (t TenantNet) Ensure() error {
 			return fmt.Errorf("network namespace %s: %w", t.Name, err)
 		}
 	}
+	// The host forwards between the uplink and the world.
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
+		return fmt.Errorf("enable forwarding: %w", err)
+	}
 	host, err := t.uplink()
 	if err != nil {
 		return fmt.Errorf("network namespace %s: %w", t.Name, err)
@@ -267,7 +271,7 @@ func (t TenantNet) transferAddr(link netlink.Link) (netip.Prefix, error) {
 		addrs, _ := addrList(l)
 		for _, a := range addrs {
 			if p, ok := netip.AddrFromSlice(a.IP); ok && transferNet.Contains(p.Unmap()) {
-				used[p.Unmap().Prev()] = true // the /30's base
+				used[netip.PrefixFrom(p.Unmap(), 30).Masked().Addr()] = true // its /30
 			}
 		}
 	}
@@ -322,14 +326,20 @@ func (t TenantNet) Remove() error {
 	if err := nft(script, "remove the uplink rules of "+t.Name); err != nil {
 		return err
 	}
-	if link, err := netlink.LinkByName(t.Uplink); err == nil {
-		if err := netlink.LinkDel(link); err != nil {
-			return fmt.Errorf("remove uplink %s: %w", t.Uplink, err)
-		}
-	}
+	// The namespace first: while its uplink is there, OwnedNets finds
+	// it again should this fail.
 	if t.Exists() {
 		if err := netns.DeleteNamed(t.Name); err != nil {
 			return fmt.Errorf("remove network namespace %s: %w", t.Name, err)
+		}
+	}
+	// The namespace's end going takes the pair, but not at once.
+	if link, err := netlink.LinkByName(t.Uplink); err == nil {
+		if err := netlink.LinkDel(link); err != nil {
+			if _, gone := netlink.LinkByName(t.Uplink); gone != nil {
+				return nil
+			}
+			return fmt.Errorf("remove uplink %s: %w", t.Uplink, err)
 		}
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hearth-cloud/hearth/api/admin"
+	"github.com/hearth-cloud/hearth/cradle/host"
 )
 
 // Ports hands out free loopback ports, each once: a node that has not
@@ -213,6 +214,12 @@ func (n *Node) Cleanup() {
 	out, _ := n.Command("cradle", "ls", "-q").Output()
 	for _, id := range strings.Fields(string(out)) {
 		n.Command("cradle", "rm", "-f", id).Run()
+	}
+	// The node's tenants' network namespaces, which its pods held.
+	if nets, err := host.OwnedNets("hearth:" + n.Data); err == nil {
+		for uplink, owner := range nets {
+			host.NetOfUplink(uplink, owner).Remove()
+		}
 	}
 	os.RemoveAll(n.dir)
 }

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hearth-cloud/hearth/cradle"
 	"github.com/hearth-cloud/hearth/cradle/host"
@@ -34,12 +37,20 @@ const spareNICs = 2
 type networks struct {
 	st  *store.Store
 	res *dns.Resolvers
-	// defaultBridge is the node's default network, which no tenant
-	// namespace may reach.
-	defaultBridge string
+	// hostBridge is the node's default bridge on the host (for `cradle
+	// run`), which no tenant namespace may reach; each tenant's own
+	// default network has its subnet and gateway.
+	hostBridge host.Bridge
 	// owner marks what this node makes on the host (bridgeOwner).
 	owner string
-	log   *slog.Logger
+	// dataDir keeps the tenants' default networks' address leases;
+	// alive says whether a pod (by VM ID) still exists here.
+	dataDir string
+	alive   func(id string) bool
+	log     *slog.Logger
+	// fresh are the VMs given a default-network address whose VM may
+	// not exist yet; under mu.
+	fresh map[string]time.Time
 
 	// mu keeps a namespace from being removed, as its last network
 	// goes, while a pod readies another network in it.
@@ -63,7 +74,7 @@ func ownerAlive(owner string) bool {
 
 // tenantNet is the namespace of tenant's networks on this node.
 func (w *networks) tenantNet(tenant string) host.TenantNet {
-	return host.TenantNetFor(w.owner, tenant, []string{userBridgePrefix + "*", host.TapPrefix + "*", w.defaultBridge})
+	return host.TenantNetFor(w.owner, tenant, []string{userBridgePrefix + "*", host.TapPrefix + "*", w.hostBridge.Name})
 }
 
 // bridge is this node's bridge of a user network: one per network, in
@@ -85,6 +96,106 @@ func (w *networks) bridge(n *model.Network) (host.Bridge, error) {
 		NAT: !n.Spec.Internal, Isolate: true, IsolateFrom: []string{userBridgePrefix + "*"}, Owner: w.owner,
 		NS: w.tenantNet(n.Tenant).Name,
 	}, nil
+}
+
+// defaultName names every tenant's default network's bridge, in its
+// namespace.
+const defaultName = "hdefault"
+
+// defaultNet is tenant's default network here, Docker's "bridge": the
+// pods that name no network are on it, with NAT to the outside, and
+// apart from the tenant's user networks and from everything else.
+func (w *networks) defaultNet(tenant string) host.Bridge {
+	return host.Bridge{Name: defaultName, Subnet: w.hostBridge.Subnet, Gateway: w.hostBridge.Gateway,
+		NAT: true, Isolate: true, IsolateFrom: []string{userBridgePrefix + "*"}, Owner: w.owner, NS: w.tenantNet(tenant).Name}
+}
+
+// leases are the addresses of a namespace's default network.
+func (w *networks) leases(tn host.TenantNet) *host.IPAM {
+	return &host.IPAM{Path: filepath.Join(w.dataDir, "macro", "ipam", tn.Name+".json"),
+		Bridge: host.Bridge{Subnet: w.hostBridge.Subnet, Gateway: w.hostBridge.Gateway}, Alive: w.leaseAlive}
+}
+
+// leaseAlive reports whether VM id holds its address still: it exists,
+// or was given the address a moment ago and is being made. The caller
+// holds mu.
+func (w *networks) leaseAlive(id string) bool {
+	if t, ok := w.fresh[id]; ok {
+		if time.Since(t) < 5*time.Minute {
+			return true
+		}
+		delete(w.fresh, id)
+	}
+	return w.alive(id)
+}
+
+// attachDefault puts pod p (as VM id) on its tenant's default network.
+func (w *networks) attachDefault(p *model.Pod, id string) (*spec.Network, error) {
+	tn := w.tenantNet(p.Tenant)
+	br := w.defaultNet(p.Tenant)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := tn.Ensure(); err != nil {
+		return nil, err
+	}
+	if err := br.Ensure(); err != nil {
+		return nil, err
+	}
+	ip, err := w.leases(tn).Allocate(id)
+	if err != nil {
+		return nil, err
+	}
+	if w.fresh == nil {
+		w.fresh = map[string]time.Time{}
+	}
+	w.fresh[id] = time.Now()
+	return &spec.Network{
+		Interfaces: []spec.Interface{{Name: "eth0", MAC: host.MACFor(ip), Address: netip.PrefixFrom(ip, br.Subnet.Bits()).String(),
+			Gateway: br.Gateway.String(), Bridge: br.Name}},
+		DNS:   host.HostDNS(),
+		NetNS: tn.Name,
+	}, nil
+}
+
+// released frees the default-network address of VM id, which is gone,
+// and the network (and namespace) it leaves unused.
+func (w *networks) released(id string) {
+	w.mu.Lock()
+	delete(w.fresh, id)
+	w.mu.Unlock()
+	files, _ := filepath.Glob(filepath.Join(w.dataDir, "macro", "ipam", "*.json"))
+	for _, f := range files {
+		tn := w.tenantNetNamed(strings.TrimSuffix(filepath.Base(f), ".json"))
+		if err := w.leases(tn).Release(id); err != nil {
+			w.log.Warn("release a default-network address", "vm", id, "err", err)
+		}
+		w.removeIfEmpty(tn)
+	}
+}
+
+// tenantNetNamed is this node's namespace of that name.
+func (w *networks) tenantNetNamed(name string) host.TenantNet {
+	return host.TenantNet{Name: name, Uplink: "hv" + strings.TrimPrefix(name, "hearth-"), Owner: w.owner}
+}
+
+// removeTenant removes a removed tenant's namespace here, with all in it.
+func (w *networks) removeTenant(tenant string) {
+	tn := w.tenantNet(tenant)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !tn.Exists() {
+		return
+	}
+	// Its resolvers' sockets would keep the namespace alive.
+	if bridges, err := tn.Bridges(); err == nil {
+		for _, b := range bridges {
+			w.res.Stop(b)
+		}
+	}
+	if err := tn.Remove(); err != nil {
+		w.log.Warn("remove a removed tenant's network namespace", "netns", tn.Name, "err", err)
+	}
+	os.Remove(w.leases(tn).Path)
 }
 
 // attach gives the pod a NIC on each of its networks, on their bridges
@@ -236,6 +347,43 @@ func (w *networks) sync(ctx context.Context, rt *cradle.Runtime, p *model.Pod, v
 // data dir is gone), then each as its network is deleted. A network is
 // deleted only when no pod uses it, so no pod loses its bridge.
 func (w *networks) prune(ctx context.Context) error {
+	listed := false
+	err := store.Watch[model.Network](ctx, w.st, model.KindNetwork, func(ev store.Event[*model.Network], initial bool) {
+		switch {
+		case !listed && ev.Object == nil:
+			// From here on, every deletion comes as an event: what
+			// went before is not in reconcile's list.
+			listed = true
+			if err := w.reconcile(ctx); err != nil {
+				w.log.Warn("remove the bridges of deleted networks", "err", err)
+			}
+		case !listed || ev.Type != store.Deleted || ev.Object == nil:
+		default:
+			br, err := w.bridge(ev.Object)
+			if err != nil {
+				return
+			}
+			w.res.Stop(br.Name)
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if err := br.Remove(); err != nil {
+				w.log.Warn("remove the bridge of a deleted network", "bridge", br.Name, "err", err)
+			}
+			w.removeIfEmptyLocked(w.tenantNet(ev.Object.Tenant))
+		}
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// reconcile brings the namespaces and bridges here in line with the
+// networks that exist: under mu, so that no pod readies a network's
+// bridge meanwhile.
+func (w *networks) reconcile(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	nets, _, err := store.List[model.Network](ctx, w.st, model.KindNetwork, "")
 	if err != nil {
 		return err
@@ -266,6 +414,9 @@ func (w *networks) prune(ctx context.Context) error {
 			continue
 		}
 		for _, name := range bridges {
+			if name == defaultName {
+				continue // it goes with its last pod (removeIfEmpty)
+			}
 			if n := known[name]; n != nil {
 				// Pods adopted on it keep their names answered.
 				br, _ := w.bridge(n)
@@ -278,37 +429,23 @@ func (w *networks) prune(ctx context.Context) error {
 				w.log.Warn("remove the bridge of a deleted network", "bridge", name, "err", err)
 			}
 		}
-		w.removeIfEmpty(tn)
+		w.removeIfEmptyLocked(tn)
 	}
-	// Bridges of user networks on the host itself (made before tenants
-	// had namespaces).
-	if mine, err := host.OwnedBridges(w.owner); err == nil {
-		for _, name := range mine {
-			if err := (host.Bridge{Name: name}).Remove(); err != nil {
-				w.log.Warn("remove the bridge of a deleted network", "bridge", name, "err", err)
-			}
+	// Bridges of user networks on the host itself, made before tenants
+	// had namespaces: once their last pod has gone.
+	mine, err := host.OwnedBridges(w.owner)
+	if err != nil {
+		return err
+	}
+	for _, name := range mine {
+		if ports, err := host.BridgePorts(name); err != nil || ports > 0 {
+			continue
+		}
+		if err := (host.Bridge{Name: name}).Remove(); err != nil {
+			w.log.Warn("remove the bridge of a deleted network", "bridge", name, "err", err)
 		}
 	}
-	err = store.Watch[model.Network](ctx, w.st, model.KindNetwork, func(ev store.Event[*model.Network], initial bool) {
-		if ev.Type != store.Deleted || ev.Object == nil {
-			return
-		}
-		br, err := w.bridge(ev.Object)
-		if err != nil {
-			return
-		}
-		w.res.Stop(br.Name)
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if err := br.Remove(); err != nil {
-			w.log.Warn("remove the bridge of a deleted network", "bridge", br.Name, "err", err)
-		}
-		w.removeIfEmptyLocked(w.tenantNet(ev.Object.Tenant))
-	})
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return nil
 }
 
 func (w *networks) removeIfEmpty(tn host.TenantNet) {
@@ -317,14 +454,29 @@ func (w *networks) removeIfEmpty(tn host.TenantNet) {
 	w.removeIfEmptyLocked(tn)
 }
 
-// removeIfEmptyLocked removes a tenant's namespace that holds no bridge;
+// removeIfEmptyLocked removes a tenant's default network once no pod
+// holds an address on it, and the namespace once it holds no network;
 // the caller holds mu.
 func (w *networks) removeIfEmptyLocked(tn host.TenantNet) {
 	if !tn.Exists() {
 		return
 	}
 	bridges, err := tn.Bridges()
-	if err != nil || len(bridges) > 0 {
+	if err != nil {
+		return
+	}
+	if slices.Contains(bridges, defaultName) {
+		n, err := w.leases(tn).Live()
+		if err != nil || n > 0 {
+			return
+		}
+		if err := (host.Bridge{Name: defaultName, NS: tn.Name}).Remove(); err != nil {
+			w.log.Warn("remove a tenant's unused default network", "netns", tn.Name, "err", err)
+			return
+		}
+		bridges = slices.DeleteFunc(bridges, func(b string) bool { return b == defaultName })
+	}
+	if len(bridges) > 0 {
 		return
 	}
 	if err := tn.Remove(); err != nil {

@@ -7,6 +7,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -163,12 +164,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	resolvers := &dns.Resolvers{Book: names, Upstream: upstream, Log: o.Log}
 	defer resolvers.Close()
-	nets := &networks{st: st, res: resolvers, defaultBridge: defaultBridge(rt).Name, owner: bridgeOwner(o.DataDir), log: o.Log}
+	nets := &networks{st: st, res: resolvers, hostBridge: defaultBridge(rt), owner: bridgeOwner(o.DataDir), dataDir: o.DataDir, log: o.Log,
+		alive: func(id string) bool {
+			_, err := os.Stat(rt.Paths(id).Dir)
+			return err == nil
+		}}
 	ag := &agent.Agent{
 		Node: o.Name, Role: mem.Role, Address: o.Listen, Labels: o.Labels, Accel: accel, LeaseTTL: o.LeaseTTL,
 		Capacity: capacity(o.CPUOvercommit),
 		Store:    st,
-		VMM:      &cradleVMM{rt: rt, accel: accel, logs: filepath.Join(o.DataDir, "macro", "logs")},
+		VMM:      &cradleVMM{rt: rt, nets: nets, accel: accel, logs: filepath.Join(o.DataDir, "macro", "logs")},
 		Build:    builder(nets, images, rt, o.DataDir),
 		SyncNetworks: func(ctx context.Context, p *model.Pod, vm string) error {
 			return nets.sync(ctx, rt, p, vm)
@@ -191,11 +196,13 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer audit.Close()
-	tenants := &tenancy.Manager{Store: st}
-	if pkiDir.Exists() {
-		if tenants.CA, err = pkiDir.LoadCA(); err != nil {
-			return fmt.Errorf("load the cluster CA: %w", err)
-		}
+	tenantCA, err := tenancy.LoadCA(ctx, st)
+	if err != nil {
+		return err
+	}
+	tenants := &tenancy.Manager{Store: st, CA: tenantCA}
+	if tenants.TrustPEM, err = os.ReadFile(pkiDir.CACert()); err != nil {
+		return fmt.Errorf("read the cluster CA: %w", err)
 	}
 	dockerHost, kubeServer := o.endpoints()
 	api := &admin.Server{Store: st, Log: o.Log, Pods: pods, Tenants: tenants, Audit: audit,
@@ -221,6 +228,9 @@ func Run(ctx context.Context, o Options) error {
 	dapi := &docker.Server{Store: st, Images: images, Pods: pods, Node: o.Name, Log: o.Log,
 		NCPU: runtime.NumCPU(), MemTotal: int64(size.MemoryMiB) << 20, DataDir: o.DataDir}
 	dapi.Audit = audit
+	// Streams of a certificate that a rotation or removal revokes end.
+	sessions := &tenancy.Sessions{Tenants: tenants}
+	dapi.ConnState = sessions.ConnState
 	dapi.Tenant = func(r *http.Request) (string, error) { return dockerTenant(tenants, r) }
 	bridge := defaultBridge(rt)
 	dapi.Bridge.Subnet, dapi.Bridge.Gateway = bridge.Subnet, bridge.Gateway
@@ -243,6 +253,10 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return err
 		}
+		// Only tenants' certificates, of their own CA, are taken here;
+		// the cluster CA's (nodes') are not tenants.
+		serverTLS.ClientCAs = x509.NewCertPool()
+		serverTLS.ClientCAs.AddCert(tenantCA.Cert)
 		serverTLS.ClientAuth = tls.RequireAndVerifyClientCert
 		// A revoked or removed tenant's certificate fails the handshake;
 		// each request checks again (dockerTenant), for connections
@@ -256,11 +270,11 @@ func Run(ctx context.Context, o Options) error {
 			_, err := tenants.Authenticate(ctx, cs.PeerCertificates[0])
 			return err
 		}
-		ln, err := tls.Listen("tcp", o.DockerListen, serverTLS)
+		tcp, err := net.Listen("tcp", o.DockerListen)
 		if err != nil {
 			return fmt.Errorf("docker API on %s: %w", o.DockerListen, err)
 		}
-		dapi.ServeListener(ln)
+		dapi.ServeListener(tls.NewListener(sessions.Listener(tcp), serverTLS))
 	}
 	if o.Listen != "" {
 		srv, err := serveNodeAPI(o.Listen, pkiDir, cli, st, pods)
@@ -280,9 +294,11 @@ func Run(ctx context.Context, o Options) error {
 	run(dapi.Run)
 	run(func(ctx context.Context) error { return names.Follow(ctx, st) })
 	run(nets.prune)
+	run(sessions.Follow)
 	run(func(ctx context.Context) error { return volume.Prune(ctx, st, o.DataDir, o.Name, o.Log) })
 	run(func(ctx context.Context) error {
 		return tenancy.FollowRemovals(ctx, st, images.Store.Tenants, func(t string) {
+			nets.removeTenant(t)
 			if err := images.Forget(t); err != nil {
 				o.Log.Warn("forget a removed tenant's images", "tenant", t, "err", err)
 				return
@@ -463,6 +479,7 @@ func capacity(overcommit float64) model.Resources {
 // cradleVMM is cradle as the agent's VMM.
 type cradleVMM struct {
 	rt    *cradle.Runtime
+	nets  *networks
 	accel string
 	// logs holds each pod's container logs, by pod UID, across its VMs.
 	logs string
@@ -548,7 +565,13 @@ func (v *cradleVMM) Wait(ctx context.Context, id string) (*spec.PodState, error)
 }
 
 func (v *cradleVMM) Stop(id string, timeout time.Duration) error { return v.rt.StopPod(id, timeout) }
-func (v *cradleVMM) Remove(id string) error                      { return v.rt.RemovePod(id) }
+func (v *cradleVMM) Remove(id string) error {
+	if err := v.rt.RemovePod(id); err != nil {
+		return err
+	}
+	v.nets.released(id)
+	return nil
+}
 
 func (v *cradleVMM) List() ([]agent.VM, error) {
 	pods, err := v.rt.List()
@@ -640,7 +663,7 @@ func builder(nets *networks, images *image.Service, rt *cradle.Runtime, dataDir 
 		if len(p.Spec.Attachments) > 0 {
 			net, err = nets.attach(ctx, p)
 		} else {
-			net, err = rt.DefaultNetwork(id)
+			net, err = nets.attachDefault(p, id)
 		}
 		if err != nil {
 			return nil, err

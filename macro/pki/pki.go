@@ -224,17 +224,26 @@ func (d Dir) LoadCA() (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	ca, err := ParseCA(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.path(CAKeyFile), err)
+	}
+	return ca, nil
+}
+
+// ParseCA reads a CA from its certificate and key, both PEM.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	cert, err := ParseCert(certPEM)
 	if err != nil {
 		return nil, err
 	}
 	kb, _ := pem.Decode(keyPEM)
 	if kb == nil {
-		return nil, fmt.Errorf("%s: no PEM key", d.path(CAKeyFile))
+		return nil, fmt.Errorf("no PEM key")
 	}
 	key, err := x509.ParseECPrivateKey(kb.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", d.path(CAKeyFile), err)
+		return nil, err
 	}
 	return &CA{Cert: cert, Key: key, PEM: certPEM}, nil
 }

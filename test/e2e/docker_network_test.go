@@ -254,8 +254,10 @@ func TestDockerNetworkDataPath(t *testing.T) {
 		} else {
 			c.Close()
 		}
-		if r := d.docker(t, "exec", "a1", "sh", "-c", "nc -w 3 "+addr+" "+hostPort); strings.Contains(r.stdout, "host") {
-			t.Errorf("a pod reached a port of the host at %s: %s", addr, r)
+		for _, from := range []string{"a1", "d1"} { // a user network, the default network
+			if r := d.docker(t, "exec", from, "sh", "-c", "nc -w 3 "+addr+" "+hostPort); strings.Contains(r.stdout, "host") {
+				t.Errorf("%s reached a port of the host at %s: %s", from, addr, r)
+			}
 		}
 	}
 	// An internal network has no way out: no default route.
@@ -268,6 +270,28 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	// Published ports work for containers on user networks.
 	if got := echoTCP(t, fmt.Sprintf("127.0.0.1:%d", port), "out"); got != "a1-host out" {
 		t.Errorf("through a1's published port: %q", got)
+	}
+	// hearth restarts: the pods, their namespace and bridges stay; the
+	// resolver and the published port come back in the namespace.
+	d.n.stop()
+	d.n.start()
+	eventually(t, time.Minute, "a1's port to be published again", func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if got := echoTCP(t, fmt.Sprintf("127.0.0.1:%d", port), "again"); got != "a1-host again" {
+		t.Errorf("through a1's published port after a restart of hearth: %q", got)
+	}
+	// The resolver comes back as the node reconciles its networks.
+	eventually(t, time.Minute, "a1 to reach a2 by name after a restart of hearth", func() bool {
+		out, ok := reach("a1", "a2")
+		return ok && out == "a2-host hi"
+	})
+	if out, ok := reach("a1", ip("b1")); ok {
+		t.Errorf("a1 reached b1 after a restart of hearth: %q", out)
 	}
 	if out := d.ok(t, "network", "inspect", "na", "--format", "{{range .Containers}}{{.Name}} {{end}}"); !strings.Contains(out, "a1 ") || !strings.Contains(out, "a2 ") {
 		t.Errorf("network inspect na: %q", out)
@@ -282,7 +306,7 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	d.fails(t, 125, "no configured subnet or ip-range contain the IP address 10.99.0.5", "run", "--rm", "--network", "na", "--ip", "10.99.0.5", echoImg)
 
 	bridges := ownedBridges(t, d.n.Data)
-	if len(bridges) != 4 { // 3 bridges and the admin's uplink
+	if len(bridges) != 5 { // 3 networks, the admin's default network and its uplink
 		t.Errorf("bridges of the networks: %v", bridges)
 	}
 	d.ok(t, "rm", "-f", "a1", "a2", "a3", "b1", "d1", "i1")

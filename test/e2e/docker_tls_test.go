@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"os"
@@ -11,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/hearth-cloud/hearth/macro/pki"
+	"github.com/hearth-cloud/hearth/macro/store"
+	"github.com/hearth-cloud/hearth/tenancy"
 )
 
 // writeClientCert writes ca.pem, cert.pem and key.pem for a client, as
@@ -35,8 +40,41 @@ func writeClientCert(t *testing.T, caPEM []byte, sign func(pub any) ([]byte, err
 	return dir
 }
 
+// etcdEndpoint is the node's etcd client URL (from its flags).
+func (n *upNode) etcdEndpoint() string {
+	for i, a := range n.Up {
+		if a == "--etcd-listen-client" && i+1 < len(n.Up) {
+			return n.Up[i+1]
+		}
+	}
+	n.t.Fatal("the node has no --etcd-listen-client")
+	return ""
+}
+
+// tenantCA reads the node's tenant CA from its etcd, with the node's own
+// credentials.
+func (n *upNode) tenantCA() *pki.CA {
+	n.t.Helper()
+	_, clientTLS, err := pki.Dir(filepath.Join(n.Data, "pki")).TLS()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{n.etcdEndpoint()}, TLS: clientTLS, DialTimeout: 10 * time.Second})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ca, err := tenancy.LoadCA(ctx, store.New(cli))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return ca
+}
+
 // TestDockerTLS: the Docker API on --docker-listen takes a tenant's
-// client certificate of the cluster CA, acts for that tenant, and refuses
+// client certificate of the tenant CA, acts for that tenant, and refuses
 // every other client.
 func TestDockerTLS(t *testing.T) {
 	t.Parallel()
@@ -48,6 +86,7 @@ func TestDockerTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tca := n.tenantCA()
 	d := &dockerEnv{n: n, bin: "/usr/local/bin/docker", sock: filepath.Join(n.Run, "docker.sock"), config: t.TempDir()}
 	tenant := createTenant(t, d, addr, "acme").dir
 	tlsEnv := func(dir string) cmdOpts {
@@ -151,12 +190,18 @@ func TestDockerTLS(t *testing.T) {
 	if r := d.dockerWith(t, tlsEnv(foreign), "ps"); r.code == 0 {
 		t.Errorf("a certificate of another CA: %s", r)
 	}
-	// Signed by the cluster CA, but not recorded as acme's credentials.
-	unknown := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignTenant("acme", pub, time.Hour) })
+	// A tenant certificate of the cluster CA (which etcd trusts) is no
+	// tenant's.
+	clusterSigned := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignTenant("acme", pub, time.Hour) })
+	if r := d.dockerWith(t, tlsEnv(clusterSigned), "ps"); r.code == 0 {
+		t.Errorf("a tenant certificate of the cluster CA: %s", r)
+	}
+	// Signed by the tenant CA, but not recorded as acme's credentials.
+	unknown := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return tca.SignTenant("acme", pub, time.Hour) })
 	if r := d.dockerWith(t, tlsEnv(unknown), "ps"); r.code == 0 {
 		t.Errorf("a certificate that is not the tenant's current one: %s", r)
 	}
-	expired := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return ca.SignTenant("acme", pub, -time.Minute) })
+	expired := writeClientCert(t, ca.PEM, func(pub any) ([]byte, error) { return tca.SignTenant("acme", pub, -time.Minute) })
 	if r := d.dockerWith(t, tlsEnv(expired), "ps"); r.code == 0 {
 		t.Errorf("an expired certificate: %s", r)
 	}

@@ -4,15 +4,21 @@ package e2e
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // tenantCLI is the docker CLI of one tenant, over TLS with its
@@ -156,6 +162,29 @@ func TestTenants(t *testing.T) {
 	if certPEM, _ := os.ReadFile(filepath.Join(acme.dir, "cert.pem")); string(certData) != string(certPEM) {
 		t.Error("the kubeconfig's certificate is not the tenant's")
 	}
+
+	// A tenant's certificate opens the tenant APIs, not etcd (which the
+	// cluster CA's certificates do).
+	pair, err := tls.LoadX509KeyPair(filepath.Join(acme.dir, "cert.pem"), filepath.Join(acme.dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(filepath.Join(acme.dir, "ca.pem"))
+	roots.AppendCertsFromPEM(caPEM)
+	etcdURL, _ := url.Parse(n.etcdEndpoint())
+	etcdCli, err := clientv3.New(clientv3.Config{Endpoints: []string{n.etcdEndpoint()}, DialTimeout: 5 * time.Second,
+		TLS: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots}})
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = etcdCli.Get(ctx, "/hearth/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		cancel()
+		etcdCli.Close()
+	}
+	if err == nil {
+		t.Errorf("a tenant's certificate read etcd at %s", etcdURL.Host)
+	}
+	n.tenantCA() // the node's own certificate does read it
 
 	// Each tenant has its own images, containers, networks and volumes.
 	acme.ok(t, "load", "-q", "-i", img.busybox)
@@ -302,7 +331,21 @@ func TestTenants(t *testing.T) {
 			t.Errorf("acme reached bravo's %s: %q", to, got)
 		}
 	}
-	acme.ok(t, "rm", "-f", "asrv", "acli")
+	// Their default networks too: the same subnet, the other's pods out
+	// of reach.
+	bravo.ok(t, "run", "-d", "--name", "bdef", "--hostname", "bdef-host", echoImg)
+	acme.ok(t, "run", "-d", "--name", "adef", "-m", "256m", dockerImg, "sleep", "1000")
+	bdefIP := ipOn(t, bravo, "bdef", "bridge")
+	if adefIP := ipOn(t, acme, "adef", "bridge"); !strings.HasPrefix(adefIP, "10.88.") || !strings.HasPrefix(bdefIP, "10.88.") {
+		t.Errorf("default network addresses: acme %q, bravo %q", adefIP, bdefIP)
+	}
+	if got := echoFrom(acme, "adef", bdefIP); strings.Contains(got, "-host") {
+		t.Errorf("acme reached bravo's %s on the default network: %q", bdefIP, got)
+	}
+	if got := echoFrom(bravo, "live", "bsrv"); got != "bsrv-host hi" {
+		t.Errorf("bravo to bsrv: %q", got)
+	}
+	acme.ok(t, "rm", "-f", "asrv", "acli", "adef")
 
 	// Refused options: 403, with nothing made.
 	for _, opt := range [][]string{{"--privileged"}, {"--cap-add", "NET_ADMIN"}, {"--device", "/dev/kvm"}, {"--pid", "host"},
@@ -373,9 +416,27 @@ func TestTenants(t *testing.T) {
 	n.must("tenant", "update", "acme")
 	acme.ok(t, "volume", "create", "--opt", "size=64m", "v2")
 
-	// A rotation: the old credentials stop at once, the new ones work.
+	// A rotation: the old credentials stop at once, the new ones work,
+	// and a stream the old certificate opened (events) is cut.
+	ectx, ecancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer ecancel()
+	stream := d.cmd(ectx, "events")
+	stream.Env = append(stream.Env, acme.env()...)
+	var streamOut syncBuffer
+	stream.Stdout, stream.Stderr = &streamOut, &streamOut
+	if err := stream.Start(); err != nil {
+		t.Fatal(err)
+	}
+	streamDone := make(chan error, 1)
+	go func() { streamDone <- stream.Wait() }()
+	time.Sleep(time.Second) // the stream is open
 	newDir := filepath.Join(t.TempDir(), "rotated")
 	n.must("tenant", "rotate", "acme", "--out", newDir)
+	select {
+	case <-streamDone:
+	case <-time.After(30 * time.Second):
+		t.Errorf("acme's events stream of the rotated-out certificate still runs: %s", streamOut.String())
+	}
 	if r := acme.run(t, "ps"); r.code == 0 {
 		t.Errorf("acme's rotated-out certificate still works: %s", r)
 	}
@@ -393,7 +454,7 @@ func TestTenants(t *testing.T) {
 		t.Errorf("tenant rm answered no: %s", r)
 	}
 	bravo.ok(t, "ps")
-	if r := hearthWith(t, cmdOpts{stdin: strings.NewReader("y\n")}, n.Args("tenant", "rm", "bravo")...); r.code != 0 || !strings.Contains(r.stdout, "Removed tenant bravo: 4 pods, 1 volumes, 2 networks") {
+	if r := hearthWith(t, cmdOpts{stdin: strings.NewReader("y\n")}, n.Args("tenant", "rm", "bravo")...); r.code != 0 || !strings.Contains(r.stdout, "Removed tenant bravo: 5 pods, 1 volumes, 2 networks") {
 		t.Errorf("tenant rm: %s", r)
 	}
 	if r := bravo.run(t, "ps"); r.code == 0 {

@@ -129,17 +129,22 @@ func TestUpSingleNode(t *testing.T) {
 		t.Fatalf("node ls:\n%s", ls)
 	}
 
-	// A server pod: Running, with an IP the host reaches.
-	n.createPod(`{"name": "web", "spec": {"containers": [{"name": "main", "image": "hearth.test/busybox",
+	// A server pod: Running, with an address, reached through its
+	// published port (its address is in its tenant's namespace).
+	port := freePort(t)
+	n.createPod(fmt.Sprintf(`{"name": "web", "spec": {"containers": [{"name": "main", "image": "hearth.test/busybox",
 		"command": ["sh", "-c", "mkdir /www && echo served-by-macro > /www/index.html && exec httpd -f -p 8080 -h /www"]}],
-		"restart": {"policy": "always"}, "resources": {"cpus": 1, "memoryMiB": 128}}}`)
+		"ports": [{"hostIP": "127.0.0.1", "hostPort": %d, "containerPort": 8080, "protocol": "tcp"}],
+		"restart": {"policy": "always"}, "resources": {"cpus": 1, "memoryMiB": 128}}}`, port))
 	web := n.waitPod("web", "running", func(p podView) bool { return p.Status.Phase == "Running" })
 	if web.Spec.NodeName != "n1" || web.Status.CradleID == "" {
 		t.Fatalf("web: %+v", web)
 	}
-	ip, _, _ := strings.Cut(web.Status.IP, "/")
+	if ip, _, _ := strings.Cut(web.Status.IP, "/"); !strings.HasPrefix(ip, "10.88.") {
+		t.Errorf("web's address: %q", web.Status.IP)
+	}
 	eventually(t, time.Minute, "the pod's server", func() bool {
-		resp, err := http.Get("http://" + ip + ":8080/")
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 		if err != nil {
 			return false
 		}
