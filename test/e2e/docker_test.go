@@ -66,15 +66,7 @@ func newDockerEnv(t *testing.T) *dockerEnv {
 		}},
 		Timeout: 2 * time.Minute,
 	}}
-	t.Cleanup(func() {
-		if t.Failed() {
-			l := n.Log.String()
-			if len(l) > 8000 {
-				l = l[len(l)-8000:]
-			}
-			t.Logf("hearth up log (tail):\n%s", l)
-		}
-	})
+	n.logOnFailure()
 	return d
 }
 

@@ -79,15 +79,7 @@ func TestTenants(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	n.start("--docker-listen", addr)
 	d := &dockerEnv{n: n, bin: "/usr/local/bin/docker", sock: filepath.Join(n.Run, "docker.sock"), config: t.TempDir()}
-	t.Cleanup(func() {
-		if t.Failed() {
-			l := n.Log.String()
-			if len(l) > 8000 {
-				l = l[len(l)-8000:]
-			}
-			t.Logf("hearth up log (tail):\n%s", l)
-		}
-	})
+	n.logOnFailure()
 
 	// Bad input to tenant create.
 	for _, c := range []struct {

@@ -45,6 +45,19 @@ func newUpNode(t *testing.T, name string) *upNode {
 	return &upNode{Node: n, t: t}
 }
 
+// logOnFailure shows the tail of the node's log when the test fails.
+func (n *upNode) logOnFailure() {
+	n.t.Cleanup(func() {
+		if n.t.Failed() {
+			l := n.Log.String()
+			if len(l) > 8000 {
+				l = l[len(l)-8000:]
+			}
+			n.t.Logf("hearth up log (tail):\n%s", l)
+		}
+	})
+}
+
 // start runs `hearth up` and waits until it serves and leads.
 func (n *upNode) start(extra ...string) {
 	n.t.Helper()
