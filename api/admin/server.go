@@ -100,7 +100,7 @@ func (s *Server) Handler() http.Handler {
 			writeError(w, errdefs.InvalidArgument("%v", err))
 			return
 		}
-		if err := s.Store.Create(r.Context(), &p); err != nil {
+		if err := s.createPod(r.Context(), &p); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -201,6 +201,24 @@ func (s *Server) Handler() http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Audit.Call("admin", tenancy.Admin, w, r, func(w http.ResponseWriter) { mux.ServeHTTP(w, r) })
+	})
+}
+
+// createPod stores a pod, within its tenant's quota: the admin places
+// pods for tenants, and they count as the tenant's own.
+func (s *Server) createPod(ctx context.Context, p *model.Pod) error {
+	_, limited, err := tenancy.Limited(ctx, s.Store, p.Tenant)
+	if err != nil {
+		return err
+	}
+	if !limited {
+		return s.Store.Create(ctx, p)
+	}
+	return s.Store.Locked(ctx, store.TenantLock(p.Tenant), func() error {
+		if err := tenancy.Admit(ctx, s.Store, p.Tenant, tenancy.PodUsage(p, p.Spec.Desired == model.DesiredRunning), ""); err != nil {
+			return err
+		}
+		return s.Store.Create(ctx, p)
 	})
 }
 

@@ -100,3 +100,24 @@ func TestTenantRoutes(t *testing.T) {
 		t.Errorf("audit line: %+v", l)
 	}
 }
+
+// TestPodQuota: pods the admin makes for a tenant count against its
+// quota.
+func TestPodQuota(t *testing.T) {
+	v := newEnv(t)
+	ca, _ := pki.NewCA("test")
+	v.srv.Tenants = &tenancy.Manager{Store: v.s, CA: ca, TrustPEM: ca.PEM}
+	hs := httptest.NewServer(v.srv.Handler())
+	t.Cleanup(hs.Close)
+	v.url = hs.URL
+	key, _, _ := pki.NewKey()
+	pub, _ := pki.PublicKeyPEM(&key.PublicKey)
+	v.expect("POST", "/v1/tenants", `{"name":"acme","quotas":{"pods":1},"publicKey":`+strconv.Quote(string(pub))+`}`, 201, nil)
+	pod := func(name string) string {
+		return `{"tenant":"acme","name":"` + name + `","spec":{"containers":[{"image":"busybox"}]}}`
+	}
+	v.expect("POST", "/v1/pods", pod("p1"), 201, nil)
+	v.expectError("POST", "/v1/pods", pod("p2"), 403, "quota exceeded: pods 1 of 1 in use")
+	// The admin's own, and a tenant without a record, have no quota.
+	v.expect("POST", "/v1/pods", `{"tenant":"other","name":"p2","spec":{"containers":[{"image":"busybox"}]}}`, 201, nil)
+}

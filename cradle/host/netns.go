@@ -62,38 +62,44 @@ func TenantNetFor(owner, tenant string, isolateFrom []string) TenantNet {
 		IsolateFrom: append([]string{uplinkPrefix + "*"}, isolateFrom...)}
 }
 
-// InNS runs fn with the calling goroutine's thread in the named network
-// namespace; "" is the host's. What fn creates there (sockets, links,
-// processes it starts) stays there.
+// InNS runs fn on a thread in the named network namespace; "" is the
+// host's. What fn creates there (sockets, links, processes it starts)
+// stays there. fn runs on a goroutine of its own, locked to its thread:
+// should the thread fail to come back, it ends with that goroutine
+// instead of serving others in the wrong namespace.
 func InNS(name string, fn func() error) error {
 	if name == "" {
 		return fn()
 	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("network namespace: %w", err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("network namespace %s: %w", name, err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter network namespace %s: %w", name, err)
-	}
-	defer func() {
-		// A thread that cannot go back stays locked, and ends with its
-		// goroutine instead of serving another in the wrong namespace.
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromName(name)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("network namespace %s: %w", name, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter network namespace %s: %w", name, err)
+			return
+		}
+		err = fn()
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
 		}
+		errc <- err
 	}()
-	return fn()
+	return <-errc
 }
 
 // nsMu serialises the making of namespaces in this process.
@@ -129,31 +135,38 @@ func (t TenantNet) Ensure() error {
 	return nil
 }
 
-// create makes the namespace, pinned, with its loopback up.
+// create makes the namespace, pinned, with its loopback up and
+// forwarding on.
 func (t TenantNet) create() error {
 	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
 		return err
 	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(t.Name) // enters it
-	if err == nil {
-		ns.Close()
-		if lo, lerr := netlink.LinkByName("lo"); lerr == nil {
-			err = netlink.LinkSetUp(lo)
+	errc := make(chan error, 1)
+	go func() { // as InNS: a thread that cannot come back ends
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
 		}
+		defer orig.Close()
+		ns, err := netns.NewNamed(t.Name) // enters it
 		if err == nil {
-			err = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
+			ns.Close()
+			if lo, lerr := netlink.LinkByName("lo"); lerr == nil {
+				err = netlink.LinkSetUp(lo)
+			}
+			if err == nil {
+				err = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
+			}
 		}
-	}
-	if netns.Set(orig) == nil {
-		runtime.UnlockOSThread()
-	}
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	err := <-errc
 	if err != nil {
 		netns.DeleteNamed(t.Name)
 	}
@@ -205,12 +218,9 @@ func (t TenantNet) uplink() (netip.Prefix, error) {
 	if err := netlink.LinkSetAlias(link, t.Owner); err != nil {
 		return netip.Prefix{}, fmt.Errorf("uplink %s: alias: %w", t.Uplink, err)
 	}
-	hostEnd, err := t.transferAddr(link)
+	hostEnd, err := t.address(link)
 	if err != nil {
 		return netip.Prefix{}, err
-	}
-	if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(hostEnd)}); err != nil && !errors.Is(err, unix.EEXIST) {
-		return netip.Prefix{}, fmt.Errorf("uplink %s: address: %w", t.Uplink, err)
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return netip.Prefix{}, fmt.Errorf("uplink %s: up: %w", t.Uplink, err)
@@ -246,6 +256,31 @@ func (t TenantNet) hasUpstream() bool {
 		return err
 	}) == nil
 }
+
+// address gives the uplink its host end's address: under a lock shared
+// by every hearth on the host, so that two never take one /30.
+func (t TenantNet) address(link netlink.Link) (netip.Prefix, error) {
+	f, err := os.OpenFile(uplinkLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		return netip.Prefix{}, err
+	}
+	hostEnd, err := t.transferAddr(link)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(hostEnd)}); err != nil && !errors.Is(err, unix.EEXIST) {
+		return netip.Prefix{}, fmt.Errorf("uplink %s: address: %w", t.Uplink, err)
+	}
+	return hostEnd, nil
+}
+
+// uplinkLock is the host-wide lock of address choice (not in netnsDir,
+// which ip-netns(8) reads as namespaces only).
+const uplinkLock = "/run/hearth-uplinks.lock"
 
 // transferNet holds the uplinks' /30s: shared address space (RFC 6598),
 // which no tenant network is handed out of by default.

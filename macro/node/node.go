@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -205,6 +206,14 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("read the cluster CA: %w", err)
 	}
 	dockerHost, kubeServer := o.endpoints()
+	if u, err := url.Parse(dockerHost); err == nil && dockerHost != "" {
+		if certPEM, err := os.ReadFile(pkiDir.NodeCert()); err == nil {
+			if cert, err := pki.ParseCert(certPEM); err == nil && cert.VerifyHostname(u.Hostname()) != nil {
+				o.Log.Warn("tenants reach the Docker API at a name this node's certificate does not hold: their clients will refuse it; give --listen that name",
+					"docker_host", dockerHost)
+			}
+		}
+	}
 	api := &admin.Server{Store: st, Log: o.Log, Pods: pods, Tenants: tenants, Audit: audit,
 		DockerHost: dockerHost, KubeServer: kubeServer, JoinToken: func() (string, error) {
 			if o.Listen == "" {
