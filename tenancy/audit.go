@@ -15,10 +15,19 @@ import (
 // the tenant it acted for, the verb (the route), the object (the path)
 // and the result (the HTTP status).
 type Audit struct {
-	mu  sync.Mutex
-	f   *os.File
-	enc *json.Encoder
+	// MaxBytes is the size at which the log moves to <path>.1 (replacing
+	// the one there) and starts anew; 0 is DefaultAuditBytes.
+	MaxBytes int64
+
+	mu   sync.Mutex
+	path string
+	f    *os.File
+	size int64
 }
+
+// DefaultAuditBytes bounds the audit log: it and the one before it are
+// kept.
+const DefaultAuditBytes = 64 << 20
 
 // Entry is one call.
 type Entry struct {
@@ -34,11 +43,25 @@ type Entry struct {
 
 // OpenAudit opens (or makes) the log at path for appending.
 func OpenAudit(path string) (*Audit, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open the audit log: %w", err)
+	a := &Audit{path: path}
+	if err := a.open(); err != nil {
+		return nil, err
 	}
-	return &Audit{f: f, enc: json.NewEncoder(f)}, nil
+	return a, nil
+}
+
+func (a *Audit) open() error {
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open the audit log: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open the audit log: %w", err)
+	}
+	a.f, a.size = f, st.Size()
+	return nil
 }
 
 // Record writes e. A nil Audit records nothing.
@@ -49,14 +72,38 @@ func (a *Audit) Record(e Entry) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	b = append(b, '\n')
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.enc.Encode(e)
+	max := a.MaxBytes
+	if max <= 0 {
+		max = DefaultAuditBytes
+	}
+	if a.f != nil && a.size > 0 && a.size+int64(len(b)) > max {
+		a.f.Close()
+		a.f = nil
+		os.Rename(a.path, a.path+".1")
+		a.open()
+	}
+	if a.f == nil {
+		return
+	}
+	n, _ := a.f.Write(b)
+	a.size += int64(n)
 }
 
 // Close closes the file.
 func (a *Audit) Close() error {
 	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f == nil {
 		return nil
 	}
 	return a.f.Close()

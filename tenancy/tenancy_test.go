@@ -3,6 +3,9 @@ package tenancy
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -270,5 +273,35 @@ func TestLoadCA(t *testing.T) {
 	}
 	if first.Cert.Subject.CommonName != "hearth tenant CA" {
 		t.Errorf("CA %q", first.Cert.Subject.CommonName)
+	}
+}
+
+func TestAuditRotates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	a, err := OpenAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.MaxBytes = 1000
+	for i := 0; i < 30; i++ {
+		a.Record(Entry{API: "docker", Tenant: "acme", Verb: "GET /containers/json", Object: "/containers/json", Status: 200})
+	}
+	a.Close()
+	cur, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(path + ".1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cur) > 1000 || len(old) > 1000 || len(cur) == 0 || len(old) == 0 {
+		t.Errorf("sizes %d and %d", len(cur), len(old))
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(cur)), "\n") {
+		var e Entry
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.Tenant != "acme" || e.Time.IsZero() {
+			t.Fatalf("line %q: %v", line, err)
+		}
 	}
 }

@@ -45,6 +45,8 @@ type TenantNet struct {
 	// namespace may not forward to: other namespaces' uplinks, the host's
 	// pod bridges.
 	IsolateFrom []string
+	// Pool holds the uplinks' /30s; zero is DefaultUplinkPool.
+	Pool netip.Prefix
 }
 
 // upstreamName is the namespace's end of the uplink.
@@ -282,13 +284,33 @@ func (t TenantNet) address(link netlink.Link) (netip.Prefix, error) {
 // which ip-netns(8) reads as namespaces only).
 const uplinkLock = "/run/hearth-uplinks.lock"
 
-// transferNet holds the uplinks' /30s: shared address space (RFC 6598),
-// which no tenant network is handed out of by default.
-var transferNet = netip.MustParsePrefix("100.64.0.0/10")
+// DefaultUplinkPool holds the uplinks' /30s unless a node says otherwise:
+// shared address space (RFC 6598), which no tenant network is handed out
+// of by default.
+var DefaultUplinkPool = netip.MustParsePrefix("100.64.0.0/10")
+
+// pool is where the uplink's /30 comes from.
+func (t TenantNet) pool() netip.Prefix {
+	if t.Pool.IsValid() {
+		return t.Pool.Masked()
+	}
+	return DefaultUplinkPool
+}
+
+// ParseUplinkPool reads a pool for uplinks: IPv4, room for one /30 at
+// least.
+func ParseUplinkPool(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
+		return netip.Prefix{}, fmt.Errorf("invalid uplink pool %q: want an IPv4 CIDR of /30 or wider", s)
+	}
+	return p.Masked(), nil
+}
 
 // transferAddr is the host end's address of the uplink: the one it has,
-// or a free /30 of transferNet chosen from the namespace's name.
+// or a free /30 of its pool chosen from the namespace's name.
 func (t TenantNet) transferAddr(link netlink.Link) (netip.Prefix, error) {
+	transferNet := t.pool()
 	if addrs, err := addrList(link); err == nil {
 		for _, a := range addrs {
 			if p, ok := netip.AddrFromSlice(a.IP); ok && transferNet.Contains(p.Unmap()) {

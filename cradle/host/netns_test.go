@@ -54,7 +54,7 @@ func TestTenantNet(t *testing.T) {
 		t.Fatal(err)
 	}
 	addrs, _ := addrList(up)
-	if len(addrs) != 1 || !transferNet.Contains(netip.MustParseAddr(addrs[0].IP.String())) {
+	if len(addrs) != 1 || !DefaultUplinkPool.Contains(netip.MustParseAddr(addrs[0].IP.String())) {
 		t.Errorf("uplink addresses: %v", addrs)
 	}
 	tables, _ := exec.Command("nft", "list", "tables").Output()
@@ -68,7 +68,7 @@ func TestTenantNet(t *testing.T) {
 	}
 	def := false
 	for _, r := range routes {
-		def = def || ((r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw != nil && transferNet.Contains(netip.MustParseAddr(r.Gw.String())))
+		def = def || ((r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw != nil && DefaultUplinkPool.Contains(netip.MustParseAddr(r.Gw.String())))
 	}
 	if !def {
 		t.Errorf("no default route through the uplink: %v", routes)
@@ -91,5 +91,28 @@ func TestTenantNet(t *testing.T) {
 	}
 	if err := InNS(tn.Name, func() error { return nil }); err == nil {
 		t.Error("InNS entered a namespace that is gone")
+	}
+
+	// A pool of the node's choosing.
+	pool, err := ParseUplinkPool("198.18.0.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Pool = pool
+	t.Cleanup(func() { other.Remove() })
+	if err := other.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	up, err = netlink.LinkByName(other.Uplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addrs, _ := addrList(up); len(addrs) != 1 || !pool.Contains(netip.MustParseAddr(addrs[0].IP.String())) {
+		t.Errorf("uplink addresses from %s: %v", pool, addrs)
+	}
+	for _, bad := range []string{"10.0.0.0/31", "fd00::/64", "nonsense"} {
+		if _, err := ParseUplinkPool(bad); err == nil {
+			t.Errorf("ParseUplinkPool(%q) passed", bad)
+		}
 	}
 }

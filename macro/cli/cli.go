@@ -143,6 +143,7 @@ func upCmd(g *Globals) *cobra.Command {
 	fl.StringArrayVar(&labels, "label", nil, "node label KEY=VALUE, for placement constraints")
 	fl.Float64Var(&o.CPUOvercommit, "cpu-overcommit", 4, "vCPUs pods may reserve per host CPU")
 	fl.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on HOST:PORT")
+	fl.Var(uplinkPool{&o.UplinkPool}, "uplink-pool", "addresses (IPv4 CIDR) of the /30s that join tenants' network namespaces to the host (default 100.64.0.0/10)")
 	fl.StringArrayVar(&o.AddressPools, "default-address-pool", nil, "where networks' subnets come from when none is given, as dockerd's: base=CIDR,size=BITS (repeatable; default 172.18-31.0.0/16, then 192.168.0.0/16 in /20s)")
 	fl.StringVar(&o.DockerListen, "docker-listen", ":2376", "serve the Docker API over TLS on HOST:PORT, for tenants' client certificates (hearth tenant create); empty for none")
 	return c
@@ -199,6 +200,27 @@ func nodeCmd(g *Globals) *cobra.Command {
 	})
 	return c
 }
+
+// uplinkPool is the --uplink-pool flag.
+type uplinkPool struct{ p *netip.Prefix }
+
+func (u uplinkPool) String() string {
+	if u.p == nil || !u.p.IsValid() {
+		return ""
+	}
+	return u.p.String()
+}
+
+func (u uplinkPool) Set(s string) error {
+	p, err := host.ParseUplinkPool(s)
+	if err != nil {
+		return err
+	}
+	*u.p = p
+	return nil
+}
+
+func (u uplinkPool) Type() string { return "CIDR" }
 
 func mib(n int) string { return units.BytesSize(float64(n) * (1 << 20)) }
 

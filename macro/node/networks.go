@@ -43,6 +43,8 @@ type networks struct {
 	hostBridge host.Bridge
 	// owner marks what this node makes on the host (bridgeOwner).
 	owner string
+	// uplinkPool holds the namespaces' uplinks' /30s.
+	uplinkPool netip.Prefix
 	// dataDir keeps the tenants' default networks' address leases;
 	// alive says whether a pod (by VM ID) still exists here.
 	dataDir string
@@ -74,7 +76,9 @@ func ownerAlive(owner string) bool {
 
 // tenantNet is the namespace of tenant's networks on this node.
 func (w *networks) tenantNet(tenant string) host.TenantNet {
-	return host.TenantNetFor(w.owner, tenant, []string{userBridgePrefix + "*", host.TapPrefix + "*", w.hostBridge.Name})
+	tn := host.TenantNetFor(w.owner, tenant, []string{userBridgePrefix + "*", host.TapPrefix + "*", w.hostBridge.Name})
+	tn.Pool = w.uplinkPool
+	return tn
 }
 
 // bridge is this node's bridge of a user network: one per network, in

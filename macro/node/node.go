@@ -81,6 +81,9 @@ type Options struct {
 	Bridge host.Bridge
 	// MetricsListen serves Prometheus metrics on HOST:PORT when set.
 	MetricsListen string
+	// UplinkPool holds the /30s that join tenants' network namespaces to
+	// the host; zero is host.DefaultUplinkPool.
+	UplinkPool netip.Prefix
 	// AddressPools are dockerd-style pools (base=CIDR,size=BITS) for
 	// networks created without a subnet; empty is ipam.DefaultPools.
 	AddressPools []string
@@ -166,6 +169,7 @@ func Run(ctx context.Context, o Options) error {
 	resolvers := &dns.Resolvers{Book: names, Upstream: upstream, Log: o.Log}
 	defer resolvers.Close()
 	nets := &networks{st: st, res: resolvers, hostBridge: defaultBridge(rt), owner: bridgeOwner(o.DataDir), dataDir: o.DataDir, log: o.Log,
+		uplinkPool: o.UplinkPool,
 		alive: func(id string) bool {
 			_, err := os.Stat(rt.Paths(id).Dir)
 			return err == nil
