@@ -247,8 +247,13 @@ func Run(ctx context.Context, o Options) error {
 	dapi.Tenant = func(r *http.Request) (string, error) { return dockerTenant(tenants, r) }
 	bridge := defaultBridge(rt)
 	dapi.Bridge.Subnet, dapi.Bridge.Gateway = bridge.Subnet, bridge.Gateway
-	// User networks keep off the nodes' default bridge.
-	dapi.Networks = &ipam.Allocator{Store: st, Reserved: []netip.Prefix{bridge.Subnet}}
+	// User networks keep off the nodes' default bridge, and off the
+	// uplinks of tenants' namespaces, whose routes they would shadow.
+	uplinks := o.UplinkPool
+	if !uplinks.IsValid() {
+		uplinks = host.DefaultUplinkPool
+	}
+	dapi.Networks = &ipam.Allocator{Store: st, Reserved: []netip.Prefix{bridge.Subnet, uplinks}}
 	for _, pool := range o.AddressPools {
 		subnets, err := ipam.ParsePool(pool)
 		if err != nil {

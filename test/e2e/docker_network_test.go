@@ -304,6 +304,8 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	d.fails(t, 125, "network nosuch not found", "run", "--rm", "--network", "nosuch", echoImg)
 	d.fails(t, 125, "Address already in use", "run", "--rm", "--network", "na", "--ip", "10.61.0.50", echoImg)
 	d.fails(t, 125, "no configured subnet or ip-range contain the IP address 10.99.0.5", "run", "--rm", "--network", "na", "--ip", "10.99.0.5", echoImg)
+	// The uplinks' addresses are not a network's to take.
+	d.fails(t, 1, "Pool overlaps with other one on this address space", "network", "create", "--subnet", "100.64.5.0/24", "shadow")
 
 	bridges := ownedBridges(t, d.n.Data)
 	if len(bridges) != 5 { // 3 networks, the admin's default network and its uplink
