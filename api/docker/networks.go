@@ -234,6 +234,20 @@ func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request, tenant str
 	for _, n := range nets {
 		all = append(all, networkView(n))
 	}
+	// A user network dangles when no container is attached to it.
+	inUse := map[string]bool{}
+	if len(f["dangling"]) > 0 {
+		pods, _, err := store.List[model.Pod](r.Context(), s.Store, model.KindPod, tenant)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		for _, p := range pods {
+			for _, at := range p.Spec.Attachments {
+				inUse[at.Network] = true
+			}
+		}
+	}
 	match := f.match
 	out := []network.Summary{}
 	for _, n := range all {
@@ -243,8 +257,7 @@ func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request, tenant str
 			match("driver", func(v string) bool { return v == n.Driver }) &&
 			match("type", func(v string) bool { return (v == "builtin") == builtin }) &&
 			match("scope", func(v string) bool { return v == n.Scope }) &&
-			// No container joins a user-defined network yet: all dangle.
-			match("dangling", func(v string) bool { return (v == "true" || v == "1") != builtin }) &&
+			match("dangling", func(v string) bool { return (v == "true" || v == "1") == (!builtin && !inUse[n.ID]) }) &&
 			f.matchLabels(n.Labels)
 		if ok {
 			out = append(out, network.Summary{Network: n.Network})

@@ -307,6 +307,16 @@ func TestDockerNetworkDataPath(t *testing.T) {
 	// The uplinks' addresses are not a network's to take.
 	d.fails(t, 1, "Pool overlaps with other one on this address space", "network", "create", "--subnet", "100.64.5.0/24", "shadow")
 
+	// Dangling: user networks no container is on.
+	d.ok(t, "network", "create", "spare")
+	if out := d.ok(t, "network", "ls", "--filter", "dangling=true", "--format", "{{.Name}}"); out != "spare\n" {
+		t.Errorf("network ls --filter dangling=true: %q", out)
+	}
+	if out := d.ok(t, "network", "ls", "--filter", "dangling=false", "--format", "{{.Name}}"); out != "bridge\nna\nnb\nni\n" {
+		t.Errorf("network ls --filter dangling=false: %q", out)
+	}
+	d.ok(t, "network", "rm", "spare")
+
 	bridges := ownedBridges(t, d.n.Data)
 	if len(bridges) != 5 { // 3 networks, the admin's default network and its uplink
 		t.Errorf("bridges of the networks: %v", bridges)
