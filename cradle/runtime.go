@@ -326,6 +326,9 @@ func (r *Runtime) List() ([]*Pod, error) {
 	return out, nil
 }
 
+// Get returns the pod of ID id.
+func (r *Runtime) Get(id string) (*Pod, error) { return r.load(r.Paths(id)) }
+
 // Find returns a pod by ID, unique ID prefix, or name.
 func (r *Runtime) Find(ref string) (*Pod, error) {
 	if ref == "" {

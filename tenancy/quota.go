@@ -92,21 +92,39 @@ func Limited(ctx context.Context, st *store.Store, tenant string) (*model.Tenant
 	return t, q.CPUs > 0 || q.MemoryMiB > 0 || q.Pods > 0 || q.VolumeBytes > 0, nil
 }
 
-// Admit checks that tenant may take add on top of what it holds. The
-// caller holds store.TenantLock(tenant) until the object that takes it
-// is written, so that two creations cannot both pass on the last share.
-// skip names a pod whose current holding is not counted (one being
-// started, whose running share add is).
-func Admit(ctx context.Context, st *store.Store, tenant string, add Usage, skip string) error {
-	t, limited, err := Limited(ctx, st, tenant)
-	if err != nil || !limited {
-		return err
+// Admit checks that tenant t (its record, from Limited; nil has no
+// quota) may take add on top of what it holds. The caller holds
+// store.TenantLock(t.Name) until the object that takes it is written,
+// so that two creations cannot both pass on the last share. skip names
+// a pod whose current holding is not counted (one being started, whose
+// running share add is).
+func Admit(ctx context.Context, st *store.Store, t *model.Tenant, add Usage, skip string) error {
+	if t == nil {
+		return nil
 	}
-	used, err := UsageOf(ctx, st, tenant, skip)
+	used, err := UsageOf(ctx, st, t.Name, skip)
 	if err != nil {
 		return err
 	}
 	return Exceeds(t.Spec, used, add)
+}
+
+// Admitted runs write, which makes what takes add, within tenant's
+// quota: for a tenant with quotas, checked and written under its lock.
+func Admitted(ctx context.Context, st *store.Store, tenant string, add Usage, write func() error) error {
+	t, limited, err := Limited(ctx, st, tenant)
+	if err != nil {
+		return err
+	}
+	if !limited {
+		return write()
+	}
+	return st.Locked(ctx, store.TenantLock(tenant), func() error {
+		if err := Admit(ctx, st, t, add, ""); err != nil {
+			return err
+		}
+		return write()
+	})
 }
 
 // UsageOf adds up what tenant holds, leaving pod skip out.

@@ -62,7 +62,7 @@ func (m *Manager) Remove(ctx context.Context, name string) (Removed, error) {
 	if !recorded {
 		// No record: what was left of a tenant whose record went
 		// first is swept, and nothing at all is not found.
-		if len(removed) == 0 || removed.total() == 0 {
+		if removed.total() == 0 {
 			return nil, m.notFound(name, errdefs.NotFound("no such tenant"))
 		}
 		return removed, nil

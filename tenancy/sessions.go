@@ -7,9 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 
-	"github.com/hearth-cloud/hearth/internal/errdefs"
 	"github.com/hearth-cloud/hearth/macro/model"
 	"github.com/hearth-cloud/hearth/macro/pki"
 	"github.com/hearth-cloud/hearth/macro/store"
@@ -97,7 +95,11 @@ func (s *Sessions) Follow(ctx context.Context) error {
 		if initial || ev.Object == nil {
 			return
 		}
-		s.revoke(ctx, ev.Object.Name)
+		t := ev.Object
+		if ev.Type == store.Deleted {
+			t = nil
+		}
+		s.revoke(ev.Object.Name, t)
 	})
 	if ctx.Err() != nil {
 		return nil
@@ -105,25 +107,24 @@ func (s *Sessions) Follow(ctx context.Context) error {
 	return err
 }
 
-// revoke closes tenant's connections whose certificate no longer acts
-// for it.
-func (s *Sessions) revoke(ctx context.Context, tenant string) {
+// revoke closes the connections of tenant whose certificate its record
+// t (nil: deleted) no longer accepts.
+func (s *Sessions) revoke(tenant string, t *model.Tenant) {
 	s.mu.Lock()
-	var check []*session
+	var gone []*session
 	for x := range s.conns {
-		if x.cert != nil {
-			if t, ok := pki.TenantOf(x.cert); ok && t == tenant {
-				check = append(check, x)
-			}
+		if x.cert == nil {
+			continue
+		}
+		if name, ok := pki.TenantOf(x.cert); !ok || name != tenant {
+			continue
+		}
+		if accepts(tenant, t, x.cert) != nil {
+			gone = append(gone, x)
 		}
 	}
 	s.mu.Unlock()
-	for _, x := range check {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := s.Tenants.Authenticate(cctx, x.cert)
-		cancel()
-		if errdefs.IsUnauthenticated(err) || errdefs.IsPermissionDenied(err) {
-			x.Close()
-		}
+	for _, x := range gone {
+		x.Close()
 	}
 }

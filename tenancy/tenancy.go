@@ -178,17 +178,30 @@ func (m *Manager) Authenticate(ctx context.Context, cert *x509.Certificate) (str
 		return "", errdefs.PermissionDenied("this certificate is not a tenant's")
 	}
 	t, err := store.Get[model.Tenant](ctx, m.Store, model.KindTenant, "", name)
-	switch {
-	case errdefs.IsNotFound(err):
-		return "", errdefs.Unauthenticated("the certificate's tenant %s does not exist", name)
-	case err != nil:
+	if errdefs.IsNotFound(err) {
+		t, err = nil, nil
+	}
+	if err != nil {
 		return "", err
-	case t.Spec.Removing:
-		return "", errdefs.Unauthenticated("tenant %s is being removed", name)
-	case t.Spec.CertSerial != cert.SerialNumber.Text(16):
-		return "", errdefs.Unauthenticated("this certificate of tenant %s was revoked: its credentials were rotated", name)
+	}
+	if err := accepts(name, t, cert); err != nil {
+		return "", err
 	}
 	return name, nil
+}
+
+// accepts says why tenant name's record t (nil: it has none) does not
+// accept cert as its credentials; nil when it does.
+func accepts(name string, t *model.Tenant, cert *x509.Certificate) error {
+	switch {
+	case t == nil:
+		return errdefs.Unauthenticated("the certificate's tenant %s does not exist", name)
+	case t.Spec.Removing:
+		return errdefs.Unauthenticated("tenant %s is being removed", name)
+	case t.Spec.CertSerial != cert.SerialNumber.Text(16):
+		return errdefs.Unauthenticated("this certificate of tenant %s was revoked: its credentials were rotated", name)
+	}
+	return nil
 }
 
 func (m *Manager) sign(name string, pub crypto.PublicKey) (certPEM []byte, serial string, err error) {

@@ -230,29 +230,33 @@ func TestAdmit(t *testing.T) {
 	}
 	pod := &model.Pod{Meta: model.Meta{Kind: model.KindPod, Tenant: "acme", Name: "p1"}, Spec: model.PodSpec{
 		Containers: []model.Container{{Name: "c", Image: "x"}}, Desired: model.DesiredRunning, Resources: model.Resources{CPUs: 1, MemoryMiB: 1024}}}
-	if err := Admit(ctx, m.Store, "acme", PodUsage(pod, true), ""); err != nil {
+	acme, _, err := Limited(ctx, m.Store, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Admit(ctx, m.Store, acme, PodUsage(pod, true), ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Store.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	if err := Admit(ctx, m.Store, "acme", Usage{Pods: 1}, ""); err == nil || !strings.Contains(err.Error(), "pods 1 of 1") {
+	if err := Admit(ctx, m.Store, acme, Usage{Pods: 1}, ""); err == nil || !strings.Contains(err.Error(), "pods 1 of 1") {
 		t.Errorf("a second pod: %v", err)
 	}
 	// Starting the pod again counts it once.
-	if err := Admit(ctx, m.Store, "acme", PodUsage(pod, true), pod.Name); err != nil {
+	if err := Admit(ctx, m.Store, acme, PodUsage(pod, true), pod.Name); err != nil {
 		t.Errorf("restart of the one pod: %v", err)
 	}
 	// The admin, and tenants without a record, have no quota.
 	for _, tenant := range []string{Admin, "norecord"} {
-		if err := Admit(ctx, m.Store, tenant, Usage{Pods: 100, MemoryMiB: 1 << 30}, ""); err != nil {
+		if err := Admitted(ctx, m.Store, tenant, Usage{Pods: 100, MemoryMiB: 1 << 30}, func() error { return nil }); err != nil {
 			t.Errorf("Admit(%s): %v", tenant, err)
 		}
 	}
 	if _, err := m.SetQuotas(ctx, "acme", model.TenantSpec{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := Admit(ctx, m.Store, "acme", Usage{Pods: 5}, ""); err != nil {
+	if err := Admitted(ctx, m.Store, "acme", Usage{Pods: 5}, func() error { return nil }); err != nil {
 		t.Errorf("quotas lifted: %v", err)
 	}
 }

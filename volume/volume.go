@@ -222,7 +222,7 @@ func (m *Manager) New(tenant, alias string, labels, opts map[string]string) (*mo
 
 // Create stores a new volume, within its tenant's quota.
 func (m *Manager) Create(ctx context.Context, v *model.VolumeObject) error {
-	_, limited, err := tenancy.Limited(ctx, m.Store, v.Tenant)
+	t, limited, err := tenancy.Limited(ctx, m.Store, v.Tenant)
 	if err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func (m *Manager) Create(ctx context.Context, v *model.VolumeObject) error {
 		return m.Store.Create(ctx, v)
 	}
 	return m.Store.Locked(ctx, store.TenantLock(v.Tenant), func() error {
-		if err := m.admit(ctx, v); err != nil {
+		if err := admitVolume(ctx, m.Store, t, v); err != nil {
 			return err
 		}
 		return m.Store.Create(ctx, v)
@@ -244,10 +244,16 @@ func (m *Manager) admit(ctx context.Context, v *model.VolumeObject) error {
 	if err != nil || !limited {
 		return err
 	}
+	return admitVolume(ctx, m.Store, t, v)
+}
+
+// admitVolume checks v against the quota of t, its tenant, which has
+// one.
+func admitVolume(ctx context.Context, st *store.Store, t *model.Tenant, v *model.VolumeObject) error {
 	if v.Spec.Shared && t.Spec.VolumeBytes > 0 {
 		return errdefs.PermissionDenied("shared volumes have no size limit, and tenant %s has a quota on volumes: use a disk volume", v.Tenant)
 	}
-	return tenancy.Admit(ctx, m.Store, v.Tenant, tenancy.Usage{VolumeBytes: v.Spec.SizeBytes}, "")
+	return tenancy.Admit(ctx, st, t, tenancy.Usage{VolumeBytes: v.Spec.SizeBytes}, "")
 }
 
 // Get finds a tenant's volume by its name (the alias).

@@ -207,19 +207,8 @@ func (s *Server) Handler() http.Handler {
 // createPod stores a pod, within its tenant's quota: the admin places
 // pods for tenants, and they count as the tenant's own.
 func (s *Server) createPod(ctx context.Context, p *model.Pod) error {
-	_, limited, err := tenancy.Limited(ctx, s.Store, p.Tenant)
-	if err != nil {
-		return err
-	}
-	if !limited {
-		return s.Store.Create(ctx, p)
-	}
-	return s.Store.Locked(ctx, store.TenantLock(p.Tenant), func() error {
-		if err := tenancy.Admit(ctx, s.Store, p.Tenant, tenancy.PodUsage(p, p.Spec.Desired == model.DesiredRunning), ""); err != nil {
-			return err
-		}
-		return s.Store.Create(ctx, p)
-	})
+	return tenancy.Admitted(ctx, s.Store, p.Tenant, tenancy.PodUsage(p, p.Spec.Desired == model.DesiredRunning),
+		func() error { return s.Store.Create(ctx, p) })
 }
 
 // defaults fills what a pod spec may leave out.

@@ -341,7 +341,7 @@ func (s *Server) withStartAdmitted(ctx context.Context, p *model.Pod, fn func() 
 	for _, v := range p.Spec.Volumes {
 		disks = disks || (v.Type == "volume" && !v.Shared)
 	}
-	_, limited, err := tenancy.Limited(ctx, s.Store, p.Tenant)
+	quota, limited, err := tenancy.Limited(ctx, s.Store, p.Tenant)
 	if err != nil {
 		return err
 	}
@@ -364,7 +364,7 @@ func (s *Server) withStartAdmitted(ctx context.Context, p *model.Pod, fn func() 
 				return errdefs.NotFound("No such container: %s", p.Name)
 			}
 			if now := pods[i]; now.Spec.Desired != model.DesiredRunning {
-				if err := tenancy.Admit(ctx, s.Store, p.Tenant, tenancy.PodUsage(now, true), p.Name); err != nil {
+				if err := tenancy.Admit(ctx, s.Store, quota, tenancy.PodUsage(now, true), p.Name); err != nil {
 					return err
 				}
 			}
@@ -782,7 +782,7 @@ func (s *Server) updateContainer(w http.ResponseWriter, r *http.Request, tenant 
 	}
 	// A container meant to run holds its quota at its new size. Under
 	// the lock, so that a start cannot admit the old size meanwhile.
-	_, limited, err := tenancy.Limited(ctx, s.Store, tenant)
+	quota, limited, err := tenancy.Limited(ctx, s.Store, tenant)
 	if err == nil && limited && (size.CPUs != 0 || size.MemoryMiB != 0) {
 		err = s.Store.Locked(ctx, store.TenantLock(tenant), func() error {
 			now, err := store.Get[model.Pod](ctx, s.Store, model.KindPod, tenant, c.ID())
@@ -797,7 +797,7 @@ func (s *Server) updateContainer(w http.ResponseWriter, r *http.Request, tenant 
 				if size.MemoryMiB != 0 {
 					grown.Spec.Resources.MemoryMiB = size.MemoryMiB
 				}
-				if err := tenancy.Admit(ctx, s.Store, tenant, tenancy.PodUsage(&grown, true), grown.Name); err != nil {
+				if err := tenancy.Admit(ctx, s.Store, quota, tenancy.PodUsage(&grown, true), grown.Name); err != nil {
 					return err
 				}
 			}

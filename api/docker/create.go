@@ -90,7 +90,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request, tenant 
 // creations from both taking the quota's last share.
 func (s *Server) createPod(ctx context.Context, pod *model.Pod) error {
 	hasVolumes := slices.ContainsFunc(pod.Spec.Volumes, func(v model.Volume) bool { return v.Type == "volume" })
-	_, limited, err := tenancy.Limited(ctx, s.Store, pod.Tenant)
+	quota, limited, err := tenancy.Limited(ctx, s.Store, pod.Tenant)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func (s *Server) createPod(ctx context.Context, pod *model.Pod) error {
 	}
 	return s.Store.Locked(ctx, store.TenantLock(pod.Tenant), func() error {
 		if limited {
-			if err := tenancy.Admit(ctx, s.Store, pod.Tenant, tenancy.PodUsage(pod, pod.Spec.Desired == model.DesiredRunning), ""); err != nil {
+			if err := tenancy.Admit(ctx, s.Store, quota, tenancy.PodUsage(pod, pod.Spec.Desired == model.DesiredRunning), ""); err != nil {
 				return err
 			}
 		}
@@ -780,11 +780,11 @@ func (o *options) flag(cond bool, name string) {
 	}
 }
 
-// refusedToTenants refuses a tenant the options that would reach past
-// its VM and networks: privilege, the host's namespaces, devices and
-// added capabilities. (Bind mounts of host paths are refused where the
-// mounts are made.)
-func refusedToTenants(hc *container.HostConfig) error {
+// hostLevel names the options that would reach past a pod's VM and
+// networks: privilege, the host's namespaces, devices and added
+// capabilities. Tenants are refused them outright (refusedToTenants);
+// Hearth supports none of them (unsupported).
+func hostLevel(hc *container.HostConfig) options {
 	var bad options
 	flag := bad.flag
 	flag(hc.Privileged, "--privileged")
@@ -799,29 +799,27 @@ func refusedToTenants(hc *container.HostConfig) error {
 	flag(len(hc.DeviceRequests) > 0, "--gpus")
 	flag(len(hc.DeviceCgroupRules) > 0, "--device-cgroup-rule")
 	flag(len(hc.SecurityOpt) > 0, "--security-opt")
-	if len(bad) == 0 {
-		return nil
+	return bad
+}
+
+// refusedToTenants refuses a tenant the host-level options with a 403.
+// (Bind mounts of host paths are refused where the mounts are made.)
+func refusedToTenants(hc *container.HostConfig) error {
+	if bad := hostLevel(hc); len(bad) > 0 {
+		return errdefs.PermissionDenied("not allowed for tenants: %s", strings.Join(bad, ", "))
 	}
-	return errdefs.PermissionDenied("not allowed for tenants: %s", strings.Join(bad, ", "))
+	return nil
 }
 
 // unsupported refuses options Hearth does not honour, naming them, rather
 // than ignoring them.
 func unsupported(req *container.CreateRequest) error {
 	cfg, hc := req.Config, req.HostConfig
-	var bad options
+	bad := hostLevel(hc)
 	flag := bad.flag
-	flag(hc.Privileged, "--privileged")
-	flag(hc.PidMode.IsHost(), "--pid host")
 	flag(hc.PidMode.IsContainer(), "--pid container:")
-	flag(hc.IpcMode.IsHost(), "--ipc host")
 	flag(hc.IpcMode.IsContainer(), "--ipc container:")
-	flag(hc.UTSMode.IsHost(), "--uts host")
-	flag(hc.UsernsMode.IsHost(), "--userns host")
-	flag(hc.CgroupnsMode.IsHost(), "--cgroupns host")
 	switch nm := string(hc.NetworkMode); {
-	case nm == "host":
-		bad = append(bad, "--network host")
 	case nm == "none":
 		bad = append(bad, "--network none")
 	case strings.HasPrefix(nm, "container:"):
@@ -834,12 +832,7 @@ func unsupported(req *container.CreateRequest) error {
 			}
 		}
 	}
-	flag(len(hc.CapAdd) > 0, "--cap-add")
 	flag(len(hc.CapDrop) > 0, "--cap-drop")
-	flag(len(hc.SecurityOpt) > 0, "--security-opt")
-	flag(len(hc.Devices) > 0, "--device")
-	flag(len(hc.DeviceRequests) > 0, "--gpus")
-	flag(len(hc.DeviceCgroupRules) > 0, "--device-cgroup-rule")
 	flag(len(hc.Sysctls) > 0, "--sysctl")
 	flag(len(hc.VolumesFrom) > 0, "--volumes-from")
 	flag(len(hc.Links) > 0, "--link")

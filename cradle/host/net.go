@@ -174,24 +174,6 @@ func OverlappingBridge(ns, name, prefix string, subnet netip.Prefix) (string, er
 	return other, err
 }
 
-// RemoveOrphans removes the bridges with prefix whose owner, per alive,
-// is gone (a node whose data dir was deleted left them).
-func RemoveOrphans(prefix string, alive func(owner string) bool) error {
-	links, err := linkList()
-	if err != nil {
-		return fmt.Errorf("list links: %w", err)
-	}
-	for _, l := range links {
-		a := l.Attrs()
-		if l.Type() == "bridge" && strings.HasPrefix(a.Name, prefix) && a.Alias != "" && !alive(a.Alias) {
-			if err := (Bridge{Name: a.Name}).Remove(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 func overlapping(name, prefix string, subnet netip.Prefix) (string, string, error) {
 	links, err := linkList()
 	if err != nil {

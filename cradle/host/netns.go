@@ -52,27 +52,47 @@ type TenantNet struct {
 // upstreamName is the namespace's end of the uplink.
 const upstreamName = "up0"
 
-// uplinkPrefix starts every uplink's name.
-const uplinkPrefix = "hv"
+// uplinkPrefix starts every uplink's name, netnsPrefix every
+// namespace's.
+const (
+	uplinkPrefix = "hv"
+	netnsPrefix  = "hearth-"
+)
 
 // TenantNetFor names the namespace of tenant's networks on the node of
 // owner: several nodes may share a host.
 func TenantNetFor(owner, tenant string, isolateFrom []string) TenantNet {
 	sum := sha256.Sum256([]byte(owner + "\x00" + tenant))
 	h := hex.EncodeToString(sum[:])
-	return TenantNet{Name: "hearth-" + h[:12], Uplink: uplinkPrefix + h[:12], Owner: owner,
+	return TenantNet{Name: netnsPrefix + h[:12], Uplink: uplinkPrefix + h[:12], Owner: owner,
 		IsolateFrom: append([]string{uplinkPrefix + "*"}, isolateFrom...)}
 }
 
 // InNS runs fn on a thread in the named network namespace; "" is the
 // host's. What fn creates there (sockets, links, processes it starts)
-// stays there. fn runs on a goroutine of its own, locked to its thread:
-// should the thread fail to come back, it ends with that goroutine
-// instead of serving others in the wrong namespace.
+// stays there.
 func InNS(name string, fn func() error) error {
 	if name == "" {
 		return fn()
 	}
+	return onOwnThread(func() error {
+		target, err := netns.GetFromName(name)
+		if err != nil {
+			return fmt.Errorf("network namespace %s: %w", name, err)
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			return fmt.Errorf("enter network namespace %s: %w", name, err)
+		}
+		return fn()
+	})
+}
+
+// onOwnThread runs fn, which may move its thread to another network
+// namespace, on a goroutine of its own locked to its thread, and moves
+// the thread back after. A thread that cannot go back ends with that
+// goroutine instead of serving others in the wrong namespace.
+func onOwnThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -83,18 +103,6 @@ func InNS(name string, fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("network namespace %s: %w", name, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace %s: %w", name, err)
-			return
-		}
 		err = fn()
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
@@ -118,6 +126,14 @@ func (t TenantNet) Exists() bool {
 func (t TenantNet) Ensure() error {
 	nsMu.Lock()
 	defer nsMu.Unlock()
+	// The uplink's host end is brought up last, so an up uplink of an
+	// existing namespace is a ready one: the common case costs a stat
+	// and one netlink call.
+	if t.Exists() {
+		if l, err := netlink.LinkByName(t.Uplink); err == nil && l.Attrs().Flags&net.FlagUp != 0 {
+			return nil
+		}
+	}
 	if !t.Exists() {
 		if err := t.create(); err != nil {
 			return fmt.Errorf("network namespace %s: %w", t.Name, err)
@@ -134,6 +150,13 @@ func (t TenantNet) Ensure() error {
 	if err := nft(t.hostScript(host), "install the uplink rules of "+t.Name); err != nil {
 		return err
 	}
+	link, err := netlink.LinkByName(t.Uplink)
+	if err == nil {
+		err = netlink.LinkSetUp(link)
+	}
+	if err != nil {
+		return fmt.Errorf("uplink %s: up: %w", t.Uplink, err)
+	}
 	return nil
 }
 
@@ -143,32 +166,19 @@ func (t TenantNet) create() error {
 	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() { // as InNS: a thread that cannot come back ends
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
+	err := onOwnThread(func() error {
 		ns, err := netns.NewNamed(t.Name) // enters it
-		if err == nil {
-			ns.Close()
-			if lo, lerr := netlink.LinkByName("lo"); lerr == nil {
-				err = netlink.LinkSetUp(lo)
-			}
-			if err == nil {
-				err = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
+		if err != nil {
+			return err
+		}
+		ns.Close()
+		if lo, err := netlink.LinkByName("lo"); err == nil {
+			if err := netlink.LinkSetUp(lo); err != nil {
+				return err
 			}
 		}
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	err := <-errc
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
+	})
 	if err != nil {
 		netns.DeleteNamed(t.Name)
 	}
@@ -223,9 +233,6 @@ func (t TenantNet) uplink() (netip.Prefix, error) {
 	hostEnd, err := t.address(link)
 	if err != nil {
 		return netip.Prefix{}, err
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return netip.Prefix{}, fmt.Errorf("uplink %s: up: %w", t.Uplink, err)
 	}
 	nsEnd := netip.PrefixFrom(hostEnd.Addr().Next(), hostEnd.Bits())
 	err = InNS(t.Name, func() error {
@@ -290,9 +297,12 @@ const uplinkLock = "/run/hearth-uplinks.lock"
 var DefaultUplinkPool = netip.MustParsePrefix("100.64.0.0/10")
 
 // pool is where the uplink's /30 comes from.
-func (t TenantNet) pool() netip.Prefix {
-	if t.Pool.IsValid() {
-		return t.Pool.Masked()
+func (t TenantNet) pool() netip.Prefix { return UplinkPool(t.Pool) }
+
+// UplinkPool is p, or DefaultUplinkPool when p is zero.
+func UplinkPool(p netip.Prefix) netip.Prefix {
+	if p.IsValid() {
+		return p.Masked()
 	}
 	return DefaultUplinkPool
 }
@@ -440,5 +450,10 @@ func OwnedNets(owner string) (map[string]string, error) {
 
 // NetOfUplink is the namespace an uplink serves.
 func NetOfUplink(uplink, owner string) TenantNet {
-	return TenantNet{Name: "hearth-" + strings.TrimPrefix(uplink, uplinkPrefix), Uplink: uplink, Owner: owner}
+	return TenantNet{Name: netnsPrefix + strings.TrimPrefix(uplink, uplinkPrefix), Uplink: uplink, Owner: owner}
+}
+
+// NetNamed is the namespace of that name.
+func NetNamed(name, owner string) TenantNet {
+	return TenantNet{Name: name, Uplink: uplinkPrefix + strings.TrimPrefix(name, netnsPrefix), Owner: owner}
 }

@@ -162,24 +162,19 @@ func (w *networks) attachDefault(p *model.Pod, id string) (*spec.Network, error)
 }
 
 // released frees the default-network address of VM id, which is gone,
-// and the network (and namespace) it leaves unused.
-func (w *networks) released(id string) {
+// in namespace ns, and the network (and namespace) it leaves unused.
+func (w *networks) released(ns, id string) {
 	w.mu.Lock()
 	delete(w.fresh, id)
 	w.mu.Unlock()
-	files, _ := filepath.Glob(filepath.Join(w.dataDir, "macro", "ipam", "*.json"))
-	for _, f := range files {
-		tn := w.tenantNetNamed(strings.TrimSuffix(filepath.Base(f), ".json"))
-		if err := w.leases(tn).Release(id); err != nil {
-			w.log.Warn("release a default-network address", "vm", id, "err", err)
-		}
-		w.removeIfEmpty(tn)
+	if ns == "" {
+		return
 	}
-}
-
-// tenantNetNamed is this node's namespace of that name.
-func (w *networks) tenantNetNamed(name string) host.TenantNet {
-	return host.TenantNet{Name: name, Uplink: "hv" + strings.TrimPrefix(name, "hearth-"), Owner: w.owner}
+	tn := host.NetNamed(ns, w.owner)
+	if err := w.leases(tn).Release(id); err != nil {
+		w.log.Warn("release a default-network address", "vm", id, "err", err)
+	}
+	w.removeIfEmpty(tn)
 }
 
 // removeTenant removes a removed tenant's namespace here, with all in it.

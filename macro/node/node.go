@@ -249,11 +249,7 @@ func Run(ctx context.Context, o Options) error {
 	dapi.Bridge.Subnet, dapi.Bridge.Gateway = bridge.Subnet, bridge.Gateway
 	// User networks keep off the nodes' default bridge, and off the
 	// uplinks of tenants' namespaces, whose routes they would shadow.
-	uplinks := o.UplinkPool
-	if !uplinks.IsValid() {
-		uplinks = host.DefaultUplinkPool
-	}
-	dapi.Networks = &ipam.Allocator{Store: st, Reserved: []netip.Prefix{bridge.Subnet, uplinks}}
+	dapi.Networks = &ipam.Allocator{Store: st, Reserved: []netip.Prefix{bridge.Subnet, host.UplinkPool(o.UplinkPool)}}
 	for _, pool := range o.AddressPools {
 		subnets, err := ipam.ParsePool(pool)
 		if err != nil {
@@ -584,10 +580,14 @@ func (v *cradleVMM) Wait(ctx context.Context, id string) (*spec.PodState, error)
 
 func (v *cradleVMM) Stop(id string, timeout time.Duration) error { return v.rt.StopPod(id, timeout) }
 func (v *cradleVMM) Remove(id string) error {
+	ns := ""
+	if p, err := v.rt.Get(id); err == nil && p.Launch.Network != nil {
+		ns = p.Launch.Network.NetNS
+	}
 	if err := v.rt.RemovePod(id); err != nil {
 		return err
 	}
-	v.nets.released(id)
+	v.nets.released(ns, id)
 	return nil
 }
 
